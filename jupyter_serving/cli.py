@@ -1,0 +1,99 @@
+"""`jupyter-serving` command line: manage the embedded local backend."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import urllib.error
+import urllib.request
+
+from . import localctl
+from .workloads import CLOUDS
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jupyter-serving", description="Model serving, driven from the notebook.")
+    sub = parser.add_subparsers(dest="group", required=True)
+    local = sub.add_parser("local", help="the embedded local backend")
+    actions = local.add_subparsers(dest="action", required=True)
+
+    def with_data_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--data-dir", help="data dir (default $JUPYTER_SERVING_HOME or ~/.jupyter-serving)")
+        return p
+
+    start = with_data_dir(actions.add_parser("start", help="start the backend in the background"))
+    start.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    start.add_argument("--cloud", choices=CLOUDS, help="cloud whose workload types to offer (default aws)")
+    start.add_argument("--scale-to-zero-idle", type=float, help="idle seconds before scale to zero (1800)")
+    start.add_argument("--foreground", action="store_true", help="run in this terminal until Ctrl-C")
+    with_data_dir(actions.add_parser("stop", help="stop the backend and its model servers"))
+    with_data_dir(actions.add_parser("status", help="is the backend running, and where"))
+    with_data_dir(actions.add_parser("env", help="print export lines for the official clients and MLflow"))
+    token = with_data_dir(actions.add_parser("token", help="create a token for another (simulated) user"))
+    token.add_argument("--user", required=True, help="user name, e.g. alice@example.com")
+    return parser
+
+
+def _running_or_exit(data_dir) -> localctl.BackendInfo:
+    info = localctl.status(data_dir)
+    if info is None:
+        print("The local backend is not running; start it with: jupyter-serving local start", file=sys.stderr)
+        raise SystemExit(1)
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.action == "start":
+        extra = ["--scale-to-zero-idle", str(args.scale_to_zero_idle)] if args.scale_to_zero_idle else []
+        if args.foreground:
+            from .local.__main__ import main as serve
+
+            serve(["--port", str(args.port)] + (["--data-dir", args.data_dir] if args.data_dir else [])
+                  + (["--cloud", args.cloud] if args.cloud else []) + extra)
+            return 0
+        try:
+            info, started = localctl.start(args.data_dir, port=args.port, cloud=args.cloud, extra_args=extra)
+        except localctl.LocalBackendError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        verb = "Started" if started else "Already running:"
+        print(f"{verb} local backend at {info.url} (pid {info.pid}, cloud {info.cloud}, data dir {info.home})")
+        if not started and args.cloud and args.cloud != info.cloud:
+            print(f"note: it runs with cloud {info.cloud}; stop it first to change the cloud", file=sys.stderr)
+        return 0
+    if args.action == "stop":
+        stopped = localctl.stop(args.data_dir)
+        print("Stopped the local backend." if stopped else "The local backend was not running.")
+        return 0
+    if args.action == "status":
+        info = localctl.status(args.data_dir)
+        if info is None:
+            print("The local backend is not running.")
+            return 1
+        print(f"Running at {info.url} (pid {info.pid}, cloud {info.cloud}, data dir {info.home})")
+        return 0
+    if args.action == "env":
+        info = _running_or_exit(args.data_dir)
+        for key, value in info.env().items():
+            print(f"export {key}={shlex.quote(value)}")
+        return 0
+    if args.action == "token":
+        info = _running_or_exit(args.data_dir)
+        request = urllib.request.Request(
+            info.url + "/api/2.0/token-management/on-behalf-of/tokens", method="POST",
+            data=json.dumps({"application_id": args.user, "comment": "jupyter-serving local token"}).encode(),
+            headers={"Authorization": f"Bearer {info.token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                print(json.loads(resp.read())["token_value"])
+        except urllib.error.HTTPError as exc:
+            print(f"error: {json.loads(exc.read()).get('message', exc)}", file=sys.stderr)
+            return 1
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Entry point of the local backend program: `python -m jupyter_serving.local --data-dir D --port P`."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import os
+import socket
+
+from ..localctl import DEFAULT_CLOUD, ensure_home, home_dir
+from ..workloads import CLOUDS
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m jupyter_serving.local",
+                                     description="jupyter-serving's local Model Serving backend")
+    parser.add_argument("--data-dir", help="state, registry, logs and token (default ~/.jupyter-serving)")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind; loopback by default (anything else exposes your models)")
+    parser.add_argument("--cloud", choices=CLOUDS, default=None,
+                        help="cloud whose workload types to offer (default: the last one used, else aws)")
+    parser.add_argument("--scale-to-zero-idle", type=float, default=1800.0,
+                        help="seconds of idleness before a scale-to-zero entity stops (Databricks: ~30 min)")
+    parser.add_argument("--log-level", default="info")
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from .app import create_app
+
+    paths = ensure_home(home_dir(args.data_dir))
+    settings_file = paths.home / "cloud"
+    cloud = args.cloud or (settings_file.read_text().strip() if settings_file.exists() else DEFAULT_CLOUD)
+    settings_file.write_text(cloud)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    port = sock.getsockname()[1]
+    app = create_app(paths, cloud, args.scale_to_zero_idle, f"{getpass.getuser()}@localhost")
+    config = uvicorn.Config(app, log_level=args.log_level, access_log=False, timeout_keep_alive=120,
+                            loop="asyncio", http="httptools")
+    server = uvicorn.Server(config)
+    url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '') else args.host}:{port}"
+
+    async def announce() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            await asyncio.sleep(0.05)
+        tmp = paths.server.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"url": url, "port": port, "pid": os.getpid(), "cloud": cloud}))
+        tmp.replace(paths.server)
+        logging.getLogger("jupyter_serving.local").info("jupyter-serving local backend listening on %s", url)
+
+    announcer = asyncio.create_task(announce())
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        announcer.cancel()
+        try:
+            if json.loads(paths.server.read_text()).get("pid") == os.getpid():
+                paths.server.unlink()
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""The data plane: route invocations by traffic split, gate concurrency, enforce rate limits, count.
+
+Requests beyond a served entity's concurrency are refused at once with Databricks' 429 (never
+queued), so a load test sees throttling exactly where the real service would throttle.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import defaultdict
+
+import aiohttp
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.responses import Response
+
+from .engine import Engine, EntityRuntime, SUSPENDED
+
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+REQUEST_TIMEOUT_S = 300.0
+COLD_START_TIMEOUT_S = 180.0
+THROTTLED = ("Too many concurrent requests. Consider increasing the provisioned concurrency of the "
+             "served entity.")
+_LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
+
+
+class GatewayError(Exception):
+    def __init__(self, status: int, error_code: str, message: str):
+        super().__init__(message)
+        self.status, self.error_code, self.message = status, error_code, message
+
+
+class EndpointMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["served_entity_name"]
+        self.requests = Counter("request_count", "Requests answered", labels, registry=self.registry)
+        self.errors = Counter("request_error_count", "Requests answered with an error, by status class",
+                              labels + ["status_class", "status"], registry=self.registry)
+        self.latency = Histogram("request_latency_ms", "Gateway latency in milliseconds", labels,
+                                 buckets=_LATENCY_BUCKETS_MS, registry=self.registry)
+        self.in_flight = Gauge("in_flight_requests", "Requests in flight", labels, registry=self.registry)
+        self.concurrency = Gauge("provisioned_concurrent_requests", "Concurrency limit", labels,
+                                 registry=self.registry)
+
+    def export(self, runtimes: dict[str, EntityRuntime]) -> bytes:
+        for rt in runtimes.values():
+            self.concurrency.labels(rt.name).set(rt.limit)
+            self.in_flight.labels(rt.name).set(rt.in_flight)
+        return generate_latest(self.registry)
+
+
+class RateLimiter:
+    """Fixed-window counters for `rate_limits` (endpoint- and AI-gateway-level)."""
+
+    _PERIODS = {"minute": 60.0, "hour": 3600.0, "day": 86400.0}
+
+    def __init__(self) -> None:
+        self._windows: dict[tuple, list] = defaultdict(lambda: [0.0, 0])
+
+    def check(self, endpoint: str, limits: list[dict], user: str) -> None:
+        now = time.monotonic()
+        for limit in limits:
+            calls = limit.get("calls")
+            if calls is None:
+                continue
+            period = self._PERIODS.get(limit.get("renewal_period", "minute"), 60.0)
+            key_kind = limit.get("key", "endpoint")
+            key = (endpoint, key_kind, user if key_kind in ("user", "service_principal") else None, period)
+            window = self._windows[key]
+            if now - window[0] >= period:
+                window[0], window[1] = now, 0
+            if window[1] >= calls:
+                who = f"user {user}" if key[2] else "the endpoint"
+                raise GatewayError(429, "REQUEST_LIMIT_EXCEEDED",
+                                   f"Rate limit of {calls} calls per {limit.get('renewal_period', 'minute')} "
+                                   f"exceeded for {who}.")
+            window[1] += 1
+
+    def forget(self, endpoint: str) -> None:
+        for key in [k for k in self._windows if k[0] == endpoint]:
+            del self._windows[key]
+
+
+class Gateway:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.metrics: dict[str, EndpointMetrics] = {}
+        self.limiter = RateLimiter()
+
+    def metrics_for(self, endpoint: str) -> EndpointMetrics:
+        if endpoint not in self.metrics:
+            self.metrics[endpoint] = EndpointMetrics()
+        return self.metrics[endpoint]
+
+    def forget(self, endpoint: str) -> None:
+        self.metrics.pop(endpoint, None)
+        self.limiter.forget(endpoint)
+
+    def _pick(self, doc: dict, entity: str | None) -> EntityRuntime:
+        name = doc["name"]
+        if doc["state"].get("suspend") == SUSPENDED:
+            raise GatewayError(400, "INVALID_STATE",
+                               f"Endpoint '{name}' is stopped; start it (POST /api/2.0/serving-endpoints/"
+                               f"{name}/config:start) before querying it.")
+        runtimes = self.engine.runtimes.get(name) or {}
+        if not runtimes:
+            raise GatewayError(400, "INVALID_STATE",
+                               f"Endpoint '{name}' is not ready (state {doc['state']['ready']}, update "
+                               f"{doc['state']['config_update']}); wait until it is READY.")
+        if entity is not None:
+            if entity not in runtimes:
+                raise GatewayError(404, "RESOURCE_DOES_NOT_EXIST",
+                                   f"Served entity '{entity}' does not exist on endpoint '{name}'; served "
+                                   f"entities: {', '.join(runtimes)}.")
+            return runtimes[entity]
+        routes = [r for r in doc["config"]["traffic_config"]["routes"]
+                  if r["traffic_percentage"] > 0 and r["served_model_name"] in runtimes]
+        if not routes:
+            raise GatewayError(503, "TEMPORARILY_UNAVAILABLE", f"Endpoint '{name}' routes no traffic.")
+        if len(routes) == 1:
+            return runtimes[routes[0]["served_model_name"]]
+        chosen = random.choices(routes, weights=[r["traffic_percentage"] for r in routes])[0]
+        return runtimes[chosen["served_model_name"]]
+
+    async def invoke(self, doc: dict, body: bytes, content_type: str | None, user: str,
+                     entity: str | None = None) -> Response:
+        started = time.perf_counter()
+        if len(body) > MAX_PAYLOAD_BYTES:
+            raise GatewayError(400, "BAD_REQUEST", "The request payload exceeds the 16 MB limit; send fewer rows "
+                                                   "per request.")
+        limits = list(doc.get("rate_limits") or []) + list((doc.get("ai_gateway") or {}).get("rate_limits") or [])
+        if limits:
+            self.limiter.check(doc["name"], limits, user)
+        rt = self._pick(doc, entity)
+        metrics = self.metrics_for(doc["name"])
+        if rt.in_flight >= rt.limit:
+            metrics.errors.labels(rt.name, "4xx", "429").inc()
+            raise GatewayError(429, "REQUEST_LIMIT_EXCEEDED", THROTTLED)
+        rt.in_flight += 1
+        try:
+            status, payload, upstream_type = await self._forward(rt, body, content_type)
+        finally:
+            rt.in_flight -= 1
+            rt.last_used = time.monotonic()
+        metrics.requests.labels(rt.name).inc()
+        metrics.latency.labels(rt.name).observe((time.perf_counter() - started) * 1000.0)
+        if status >= 400:
+            metrics.errors.labels(rt.name, f"{status // 100}xx", str(status)).inc()
+        return Response(payload, status_code=status, media_type=upstream_type or "application/json",
+                        headers={"served-model-name": rt.name})
+
+    async def _forward(self, rt: EntityRuntime, body: bytes, content_type: str | None) -> tuple[int, bytes, str]:
+        headers = {"Content-Type": content_type or "application/json"}
+        for attempt in (1, 2):
+            try:
+                await self.engine.ensure_ready(rt, COLD_START_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                raise GatewayError(503, "TEMPORARILY_UNAVAILABLE",
+                                   f"Served entity '{rt.name}' did not become ready within "
+                                   f"{COLD_START_TIMEOUT_S:.0f} s; see its logs.") from None
+            try:
+                async with self.engine.session.post(
+                    rt.server.url + "/invocations", data=body, headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
+                ) as resp:
+                    return resp.status, await resp.read(), resp.headers.get("Content-Type", "")
+            except asyncio.TimeoutError:
+                raise GatewayError(504, "DEADLINE_EXCEEDED",
+                                   f"The model did not answer within {REQUEST_TIMEOUT_S:.0f} s.") from None
+            except aiohttp.ClientConnectionError:
+                # The model server died under this request: it is being restarted; retry once on the new one.
+                if attempt == 2:
+                    raise GatewayError(503, "TEMPORARILY_UNAVAILABLE",
+                                       f"Served entity '{rt.name}' is restarting; retry shortly.") from None
+                # Give the monitor a moment to notice the exit (it clears `ready`), then wait for recovery.
+                deadline = time.monotonic() + 2.0
+                while rt.ready.is_set() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+        raise AssertionError("unreachable")
+
+    def export(self, name: str) -> bytes:
+        return self.metrics_for(name).export(self.engine.runtimes.get(name) or {})
