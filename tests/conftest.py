@@ -84,14 +84,13 @@ def iris_models(local_backend):
     import pandas as pd
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
-    from sklearn.tree import DecisionTreeClassifier
 
     iris = load_iris(as_frame=True)
     X = iris.data.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
     y = iris.target
     name = "main.ml.iris"
     versions = []
-    for model in (LogisticRegression(max_iter=500).fit(X, y), DecisionTreeClassifier(max_depth=3).fit(X, y)):
+    for model in (LogisticRegression(max_iter=500).fit(X, y), LogisticRegression(C=0.05, max_iter=500).fit(X, y)):
         versions.append(_register(name, lambda m=model: mlflow.sklearn.log_model(
             m, name="model", input_example=X.head(3))))
     return {"name": name, "versions": versions, "X": pd.DataFrame(X)}

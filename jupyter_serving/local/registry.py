@@ -60,7 +60,7 @@ class Registry:
         except MlflowException:
             return None
         found = self.client().search_model_versions(f"name = '{name}'")
-        return sorted((v.version for v in found), key=int)
+        return sorted((str(v.version) for v in found), key=int)
 
 
 def read_model_metadata(model_path: str) -> dict:

@@ -1,0 +1,497 @@
+"""Asyncio load generator: closed loop (N workers back to back) and open loop (fixed arrival rate).
+
+Both drivers run inside the caller's event loop, one keep-alive connection per request in flight
+(HTTP/1.1 has no useful pipelining), and react to responses in protocol callbacks: no task or
+future per request, which keeps a single Python thread within a small factor of wrk.
+
+Timeline of a step: connect (fail fast if the target is unreachable), warm-up (sent, not
+counted), the measured window, then a bounded drain; connections are always closed on the way
+out, also on cancellation. A step therefore never runs longer than
+connect_timeout + warmup + duration + drain (+ about a second to close).
+
+Open loop avoids coordinated omission: each request has an intended send time from the arrival
+schedule, and its latency is counted from then, so time spent waiting for a free connection
+(client-side queueing when the server falls behind) is part of the latency, as a user would see.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+import time
+from collections import deque
+
+from .client import Connection, client_ssl_context, open_connection, perf_ns
+from .results import StepRecorder, StepResult, build_result
+from .target import Target, resolve
+
+MAX_DURATION_S = 3600.0
+MAX_WARMUP_S = 600.0
+MAX_DRAIN_S = 60.0
+RECONNECT_BACKOFF_S = 0.1
+CLOSE_GRACE_S = 1.0
+
+
+class LoadTestError(RuntimeError):
+    """The load test could not run at all (e.g. nothing listens at the target)."""
+
+
+def _check_bounds(duration_s: float, warmup_s: float, drain_s: float, timeout_s: float) -> None:
+    if not 0 < duration_s <= MAX_DURATION_S:
+        raise ValueError(f"duration must be within (0, {MAX_DURATION_S:g}] seconds, got {duration_s}")
+    if not 0 <= warmup_s <= MAX_WARMUP_S:
+        raise ValueError(f"warmup must be within [0, {MAX_WARMUP_S:g}] seconds, got {warmup_s}")
+    if not 0 <= drain_s <= MAX_DRAIN_S:
+        raise ValueError(f"drain must be within [0, {MAX_DRAIN_S:g}] seconds, got {drain_s}")
+    if not timeout_s > 0:
+        raise ValueError(f"timeout must be positive, got {timeout_s}")
+
+
+class _Driver:
+    """What closed and open loop share: connections, timing window, watchdog, shutdown."""
+
+    mode = ""
+
+    def __init__(self, target: Target, *, duration_s: float, warmup_s: float, drain_s: float,
+                 timeout_s: float, connect_timeout_s: float, ssl_context: ssl.SSLContext | None,
+                 stop: asyncio.Event | None):
+        _check_bounds(duration_s, warmup_s, drain_s, timeout_s)
+        self.target = target
+        self.request = target.request_bytes()
+        self.duration_ns = int(duration_s * 1e9)
+        self.warmup_ns = int(warmup_s * 1e9)
+        self.drain_s = drain_s
+        self.timeout_ns = int(timeout_s * 1e9)
+        self.connect_timeout_s = connect_timeout_s
+        self.ssl_context = client_ssl_context(target, ssl_context)
+        self.stop = stop or asyncio.Event()
+        self.recorder = StepRecorder()
+        self.conns: set[Connection] = set()
+        self.in_flight = 0
+        self.sending = False
+        self.closing = False
+        # Far-future defaults: nothing counts until the window is set.
+        self.measure_from = self.measure_until = 1 << 62
+        self.answered_in_window = 0
+        self.successes_in_window = 0
+        self._drained = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self._cpu_at_window_start: tuple[float, float] | None = None
+        self.address: tuple[str, int] | None = None
+
+    # -- to be provided by the drivers -----------------------------------------------------------
+
+    async def _prepare(self) -> None: ...
+
+    async def _drive(self, start_ns: int) -> bool:
+        """Generate load until the window ends; True if stopped early."""
+        raise NotImplementedError
+
+    def _measured(self, conn: Connection, now_ns: int) -> bool:
+        raise NotImplementedError
+
+    def _on_failure_counted(self) -> None: ...
+
+    def _leftovers(self) -> tuple[int, int]:
+        """(unsent, incomplete) when the run ends."""
+        return 0, self.in_flight
+
+    def _concurrency(self) -> int:
+        raise NotImplementedError
+
+    def _target_rate(self) -> float | None:
+        return None
+
+    # -- the run ---------------------------------------------------------------------------------
+
+    async def run(self) -> StepResult:
+        loop = asyncio.get_running_loop()
+        stopped = False
+        try:
+            try:
+                self.address = await asyncio.wait_for(resolve(loop, self.target), self.connect_timeout_s)
+                await self._prepare()
+            except (OSError, asyncio.TimeoutError) as exc:
+                raise LoadTestError(f"cannot connect to {self.target.url}: {exc or type(exc).__name__}") from exc
+            start = perf_ns()
+            self.measure_from = start + self.warmup_ns
+            self.measure_until = self.measure_from + self.duration_ns
+            self.sending = True
+            self._spawn(self._watchdog())
+            self._spawn(self._snapshot_cpu_at(self.measure_from))
+            stopped = await self._drive(start)
+            self._end_window(stopped)
+            if not stopped:
+                await self._drain()
+        finally:
+            await self._close_all()
+        return self._result(stopped)
+
+    def _end_window(self, stopped: bool) -> None:
+        now = perf_ns()
+        self.sending = False
+        if stopped:
+            self.measure_until = min(self.measure_until, now)
+        self._cpu_at_window_end = (time.process_time(), time.thread_time())
+        self._check_drained()
+
+    def _result(self, stopped: bool) -> StepResult:
+        window_ns = max(0, self.measure_until - self.measure_from)
+        cpu0 = self._cpu_at_window_start
+        cpu1 = getattr(self, "_cpu_at_window_end", None)
+        cpu_s = loop_s = 0.0
+        if cpu0 is not None and cpu1 is not None:
+            cpu_s, loop_s = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+        unsent, incomplete = self._leftovers()
+        return build_result(
+            self.recorder, mode=self.mode, concurrency=self._concurrency(),
+            target_rate=self._target_rate(), window_s=window_ns / 1e9,
+            answered_in_window=self.answered_in_window,
+            successes_in_window=self.successes_in_window, unsent=unsent, incomplete=incomplete,
+            cpu_s=cpu_s, loop_cpu_s=loop_s, interrupted=stopped)
+
+    async def _snapshot_cpu_at(self, when_ns: int) -> None:
+        # thread_time: the generator's own thread, which is what saturates; process_time also
+        # counts other threads (a Jupyter kernel's, or a server running in-process).
+        await asyncio.sleep(max(0.0, (when_ns - perf_ns()) / 1e9))
+        self._cpu_at_window_start = (time.process_time(), time.thread_time())
+
+    async def _sleep_until(self, deadline_ns: int) -> bool:
+        """Sleep until `deadline_ns` (perf_counter clock); True if the stop event fired first."""
+        delay = (deadline_ns - perf_ns()) / 1e9
+        if self.stop.is_set():
+            return True
+        if delay <= 0:
+            return False
+        try:
+            await asyncio.wait_for(self.stop.wait(), delay)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def _drain(self) -> None:
+        if self.in_flight or not self._drained.is_set():
+            try:
+                await asyncio.wait_for(self._drained.wait(), self.drain_s)
+            except asyncio.TimeoutError:
+                pass
+
+    def _check_drained(self) -> None:
+        if not self.sending and self.in_flight == 0:
+            self._drained.set()
+
+    async def _close_all(self) -> None:
+        self.closing = True
+        self.sending = False
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=CLOSE_GRACE_S)
+        conns = list(self.conns)
+        for conn in conns:
+            conn.close()
+        waiting = [c.lost for c in conns if not c.lost.done()]
+        if waiting:
+            await asyncio.wait(waiting, timeout=CLOSE_GRACE_S)
+        for conn in conns:  # a TLS close that did not finish in time: cut it
+            if not conn.lost.done() and conn.transport is not None:
+                conn.transport.abort()
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _connect(self) -> Connection:
+        # Every connection is registered at once: _close_all cancels the connecting tasks first,
+        # then closes whatever is in self.conns, so none can be left open.
+        conn = await open_connection(self.target, self.address, self, self.ssl_context,
+                                     self.connect_timeout_s)
+        self.conns.add(conn)
+        return conn
+
+    async def _watchdog(self) -> None:
+        """Fail requests that exceed the timeout; one timer for all connections, not one each."""
+        period = min(0.25, self.timeout_ns / 4e9)
+        while True:
+            await asyncio.sleep(period)
+            now = perf_ns()
+            for conn in list(self.conns):
+                if conn.busy and now - conn.sent_ns > self.timeout_ns:
+                    conn.busy = False
+                    self.in_flight -= 1
+                    self._count_failure(conn, now, "timeout",
+                                        f"no response within {self.timeout_ns / 1e9:g} s")
+                    conn.transport.abort()
+            self._check_drained()
+
+    def _count_failure(self, conn: Connection, now_ns: int, kind: str, detail: str) -> None:
+        if self._measured(conn, now_ns):
+            self.recorder.record_failure(kind, detail)
+            self._on_failure_counted()
+
+    # -- ConnectionListener ----------------------------------------------------------------------
+
+    def on_connection_lost(self, conn: Connection, exc: Exception | None) -> None:
+        self.conns.discard(conn)
+        if conn.busy:
+            conn.busy = False
+            self.in_flight -= 1
+            kind = "protocol" if conn.status == -1 else "connection"
+            detail = "invalid HTTP response" if kind == "protocol" else str(exc or "closed by the server")
+            self._count_failure(conn, perf_ns(), kind, detail)
+        if not self.closing:
+            self._replace_lost_connection()
+        self._check_drained()
+
+    def _replace_lost_connection(self) -> None: ...
+
+
+class ClosedLoop(_Driver):
+    """`concurrency` workers, each sending its next request as soon as the previous one answers."""
+
+    mode = "closed"
+
+    def __init__(self, target: Target, concurrency: int, **kwargs):
+        super().__init__(target, **kwargs)
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
+        self.concurrency = concurrency
+
+    async def _prepare(self) -> None:
+        results = await asyncio.gather(*(self._connect() for _ in range(self.concurrency)),
+                                       return_exceptions=True)
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
+            raise failure
+
+    async def _drive(self, start_ns: int) -> bool:
+        for conn in list(self.conns):
+            self._send(conn)
+        return await self._sleep_until(self.measure_until)
+
+    def _send(self, conn: Connection) -> None:
+        self.in_flight += 1
+        conn.send(self.request, perf_ns())
+
+    def _measured(self, conn: Connection, now_ns: int) -> bool:
+        return self.measure_from <= now_ns < self.measure_until
+
+    def _concurrency(self) -> int:
+        return self.concurrency
+
+    def on_response(self, conn: Connection, now_ns: int) -> None:
+        self.in_flight -= 1
+        if self.measure_from <= now_ns < self.measure_until:
+            self.answered_in_window += 1
+            if conn.status == 200:
+                self.successes_in_window += 1
+            self.recorder.record_response(conn.status, now_ns - conn.sent_ns, conn.served_model,
+                                          conn.error_body)
+        if not conn.keep_alive:
+            conn.close()  # on_connection_lost opens the replacement
+        elif self.sending and now_ns < self.measure_until:
+            self._send(conn)
+        else:
+            self._check_drained()
+
+    def _replace_lost_connection(self) -> None:
+        if self.sending:
+            self._spawn(self._reconnect_worker())
+
+    async def _reconnect_worker(self) -> None:
+        while self.sending:
+            try:
+                conn = await self._connect()
+            except (OSError, asyncio.TimeoutError) as exc:
+                now = perf_ns()
+                if self.measure_from <= now < self.measure_until:
+                    self.recorder.record_failure("connection", str(exc) or type(exc).__name__)
+                if await self._sleep_until(now + int(RECONNECT_BACKOFF_S * 1e9)):
+                    return
+                continue
+            if self.sending:
+                self._send(conn)
+            return
+
+
+class OpenLoop(_Driver):
+    """Requests at a fixed average rate, whatever the server does (up to `max_in_flight`)."""
+
+    mode = "open"
+
+    def __init__(self, target: Target, rate: float, *, arrival: str = "poisson",
+                 max_in_flight: int = 128, seed: int | None = None, **kwargs):
+        super().__init__(target, **kwargs)
+        if not rate > 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        if arrival not in ("poisson", "uniform"):
+            raise ValueError(f"arrival must be 'poisson' or 'uniform', got {arrival!r}")
+        if not isinstance(max_in_flight, int) or max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be a positive integer, got {max_in_flight!r}")
+        self.rate = float(rate)
+        self.arrival = arrival
+        self.max_in_flight = max_in_flight
+        self.random = random.Random(seed)
+        self.idle: list[Connection] = []
+        self.backlog: deque[int] = deque()  # intended send times waiting for a connection
+        self.connecting = 0
+        self.peak_connections = 0
+        self.scheduled_measured = 0
+        self.finished_measured = 0
+
+    async def _prepare(self) -> None:
+        # One connection proves the target is reachable; the rest open on demand during warm-up.
+        self.idle.append(await self._connect())
+        self.peak_connections = 1
+
+    def _gap_ns(self) -> int:
+        if self.arrival == "uniform":
+            return max(1, round(1e9 / self.rate))
+        return max(1, round(self.random.expovariate(self.rate) * 1e9))
+
+    async def _drive(self, start_ns: int) -> bool:
+        next_ns = start_ns
+        while True:
+            if self.stop.is_set():
+                return True
+            now = perf_ns()
+            while next_ns <= now and next_ns < self.measure_until:
+                self._dispatch(next_ns, now)
+                next_ns += self._gap_ns()
+            if next_ns >= self.measure_until:
+                return await self._sleep_until(self.measure_until)
+            delay = (next_ns - perf_ns()) / 1e9
+            if delay > 0.05:  # long gaps: wake up on stop too
+                if await self._sleep_until(next_ns):
+                    return True
+            else:
+                await asyncio.sleep(max(0.0, delay))
+
+    def _dispatch(self, intended_ns: int, now_ns: int) -> None:
+        if intended_ns >= self.measure_from:
+            self.scheduled_measured += 1
+            self.recorder.schedule_lag.record((now_ns - intended_ns) // 1000)
+        if self.idle:
+            self._send(self.idle.pop(), intended_ns)
+        else:
+            self.backlog.append(intended_ns)
+            self._open_more_connections()
+
+    def _send(self, conn: Connection, intended_ns: int) -> None:
+        self.in_flight += 1
+        conn.intended_ns = intended_ns
+        conn.send(self.request, perf_ns())
+
+    def _open_more_connections(self) -> None:
+        while (not self.closing and self.connecting < len(self.backlog)
+               and len(self.conns) + self.connecting < self.max_in_flight):
+            self.connecting += 1
+            self._spawn(self._open_one())
+
+    async def _open_one(self) -> None:
+        try:
+            conn = await self._connect()
+        except (OSError, asyncio.TimeoutError) as exc:
+            self.connecting -= 1
+            now = perf_ns()
+            if self.measure_from <= now < self.measure_until:
+                self.recorder.record_failure("connection", str(exc) or type(exc).__name__)
+            await asyncio.sleep(RECONNECT_BACKOFF_S)
+            self._open_more_connections()
+            return
+        except BaseException:
+            self.connecting -= 1
+            raise
+        self.connecting -= 1
+        self.peak_connections = max(self.peak_connections, len(self.conns))
+        self._became_idle(conn)
+
+    def _became_idle(self, conn: Connection) -> None:
+        # The backlog is served during the drain too: those requests are already late, and their
+        # real latency is what the run should report.
+        if self.backlog and not self.closing:
+            self._send(conn, self.backlog.popleft())
+        else:
+            self.idle.append(conn)
+            self._check_drained()
+
+    def _measured(self, conn: Connection, now_ns: int) -> bool:
+        return self.measure_from <= conn.intended_ns < self.measure_until
+
+    def _on_failure_counted(self) -> None:
+        self.finished_measured += 1
+
+    def _check_drained(self) -> None:
+        if not self.sending and self.in_flight == 0 and not self.backlog:
+            self._drained.set()
+
+    def on_response(self, conn: Connection, now_ns: int) -> None:
+        self.in_flight -= 1
+        if self.measure_from <= now_ns < self.measure_until:
+            self.answered_in_window += 1
+            if conn.status == 200:
+                self.successes_in_window += 1
+        if self.measure_from <= conn.intended_ns < self.measure_until:
+            self.finished_measured += 1
+            self.recorder.record_response(conn.status, now_ns - conn.intended_ns,
+                                          conn.served_model, conn.error_body)
+        if not conn.keep_alive:
+            conn.close()
+        else:
+            self._became_idle(conn)
+
+    def on_connection_lost(self, conn: Connection, exc: Exception | None) -> None:
+        if conn in self.idle:
+            self.idle.remove(conn)
+        super().on_connection_lost(conn, exc)
+
+    def _replace_lost_connection(self) -> None:
+        self._open_more_connections()
+
+    def _leftovers(self) -> tuple[int, int]:
+        unsent = sum(1 for t in self.backlog if self.measure_from <= t < self.measure_until)
+        incomplete = max(0, self.scheduled_measured - self.finished_measured - unsent)
+        return unsent, incomplete
+
+    def _concurrency(self) -> int:
+        return self.peak_connections
+
+    def _target_rate(self) -> float | None:
+        return self.rate
+
+
+async def run_closed_loop(target: Target, concurrency: int, *, duration_s: float = 5.0,
+                          warmup_s: float = 1.0, drain_s: float = 2.0, timeout_s: float = 30.0,
+                          connect_timeout_s: float = 5.0, ssl_context: ssl.SSLContext | None = None,
+                          stop: asyncio.Event | None = None) -> StepResult:
+    """One closed-loop step: `concurrency` connections sending back to back."""
+    driver = ClosedLoop(target, concurrency, duration_s=duration_s, warmup_s=warmup_s,
+                        drain_s=drain_s, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s,
+                        ssl_context=ssl_context, stop=stop)
+    return await driver.run()
+
+
+async def run_open_loop(target: Target, rate: float, *, arrival: str = "poisson",
+                        max_in_flight: int = 128, seed: int | None = None,
+                        duration_s: float = 5.0, warmup_s: float = 1.0, drain_s: float = 2.0,
+                        timeout_s: float = 30.0, connect_timeout_s: float = 5.0,
+                        ssl_context: ssl.SSLContext | None = None,
+                        stop: asyncio.Event | None = None) -> StepResult:
+    """One open-loop run at `rate` requests/s; latency counted from each intended send time."""
+    driver = OpenLoop(target, rate, arrival=arrival, max_in_flight=max_in_flight, seed=seed,
+                      duration_s=duration_s, warmup_s=warmup_s, drain_s=drain_s,
+                      timeout_s=timeout_s, connect_timeout_s=connect_timeout_s,
+                      ssl_context=ssl_context, stop=stop)
+    return await driver.run()
+
+
+def step_time_bound(duration_s: float, warmup_s: float, drain_s: float,
+                    connect_timeout_s: float = 5.0) -> float:
+    """Upper bound on one step's wall time (what the drivers promise)."""
+    return connect_timeout_s + warmup_s + duration_s + drain_s + 2 * CLOSE_GRACE_S + 0.5
+
+
+__all__ = ["LoadTestError", "ClosedLoop", "OpenLoop", "run_closed_loop", "run_open_loop",
+           "step_time_bound", "MAX_DURATION_S"]
