@@ -107,7 +107,9 @@ class BackendError(ServingError):
 
 
 def _server_message(err: BaseException) -> str:
-    message = one_line(getattr(err, "message", None) or str(err) or type(err).__name__)
+    message = one_line(str(err) or getattr(err, "message", None) or type(err).__name__)
+    # databricks-sdk appends its config and environment to 401/403 messages: keep the server's words.
+    message = re.split(r"\.? Config: ", message)[0]
     return message.rstrip(".")
 
 

@@ -45,7 +45,14 @@ class Rest:
         return poll(settled, timeout, 0.2, f"endpoint {name} to settle")
 
     def wait_ready(self, name: str, timeout: float = 120.0) -> dict:
-        doc = self.wait_settled(name, timeout)
+        """Poll until READY and settled (a failed update that leaves it NOT_READY ends the wait too)."""
+        def ready():
+            doc = self.get(name)
+            state = doc["state"]
+            if state["config_update"] == "UPDATE_FAILED" and state["ready"] == "NOT_READY":
+                return doc
+            return doc if state["ready"] == "READY" and state["config_update"] != "IN_PROGRESS" else None
+        doc = poll(ready, timeout, 0.2, f"endpoint {name} to be ready")
         assert doc["state"] == {"ready": "READY", "config_update": "NOT_UPDATING", "suspend": "NOT_SUSPENDED"}, doc
         return doc
 

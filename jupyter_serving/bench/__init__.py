@@ -1,0 +1,25 @@
+"""Benchmark engine and sizing for serving endpoints (issue 7). Importable without IPython.
+
+    from jupyter_serving.bench import sweep, recommend
+    frame = sweep(host, token, "my-endpoint", df, concurrency=[1, 2, 4, 8], duration=5)
+    advice = recommend(frame, target_qps=100, p99_target_ms=250)
+    print(advice); advice.served_entity_config()
+
+Modules: stats (latency histogram), target (URL checks, payloads), client (HTTP/1.1 protocol),
+loadgen (closed/open-loop drivers), results (StepResult), runner (sweep/open_loop/BenchmarkJob),
+sizing (Recommendation), fakeserver (a scoring server with known behaviour, for self-checks).
+"""
+from .loadgen import LoadTestError, run_closed_loop, run_open_loop
+from .results import StepResult
+from .runner import (BenchmarkJob, build_target, open_loop, open_loop_async, sweep, sweep_async,
+                     to_frame)
+from .sizing import Recommendation, recommend
+from .stats import LatencyHistogram
+from .target import Target, TargetNotAllowed, encode_payload, invocation_url
+
+__all__ = [
+    "BenchmarkJob", "LatencyHistogram", "LoadTestError", "Recommendation", "StepResult", "Target",
+    "TargetNotAllowed", "build_target", "encode_payload", "invocation_url", "open_loop",
+    "open_loop_async", "recommend", "run_closed_loop", "run_open_loop", "sweep", "sweep_async",
+    "to_frame",
+]

@@ -42,9 +42,9 @@ class LatencyHistogram:
     # -- recording -------------------------------------------------------------------------------
 
     def record(self, value_us: int | float, count: int = 1) -> None:
-        value = int(value_us)
-        if value < 0:
+        if value_us < 0:
             raise ValueError(f"latency cannot be negative: {value_us}")
+        value = int(value_us)
         if value < self._sub_count:
             index = value
         else:
@@ -127,6 +127,11 @@ class LatencyHistogram:
             f"{prefix}max_ms": (self.max * to_ms) if self.count else math.nan,
             f"{prefix}mean_ms": self.mean * to_ms,
         }
+
+    @property
+    def bucket_count(self) -> int:
+        """Buckets in use: the histogram's memory, which does not grow with the sample count."""
+        return len(self._counts)
 
     def __len__(self) -> int:
         return self.count

@@ -227,10 +227,11 @@ def create_app(paths: Paths, cloud: str, idle_timeout_s: float, admin_user: str)
     @app.get("/api/2.0/serving-endpoints/{name}/served-models/{entity}/build-logs")
     async def build_logs(name: str, entity: str, request: Request):
         doc, _ = endpoint_for(request, name, "CAN_VIEW")
-        find_entity(doc, entity)
         body = await json_body(request)
         version = body.get("config_version")
         text = engine.store.build_log(name, entity, int(version) if version not in (None, "") else None)
+        if text is None:  # entities of a failed update keep their build logs after the config is gone
+            find_entity(doc, entity)
         return {"logs": text or ""}
 
     @app.get("/api/2.0/serving-endpoints/{name}/served-models/{entity}/logs")
