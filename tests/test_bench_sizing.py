@@ -127,14 +127,33 @@ def test_p99_target_lowest_and_highest_meeting_levels():
     rec = recommend(SMALL_SWEEP, target_qps=100, p99_target_ms=66)
     assert (rec.lowest_concurrency_meeting_p99, rec.highest_concurrency_meeting_p99) == (1, 2)
     text = "\n".join(rec.explanation)
-    assert "met at concurrency 1, 2" in text
-    assert "grows to 70.0 ms at concurrency 4" in text
-    assert not rec.warnings
+    assert "met at concurrency 1, 2 (lowest 1, highest 2)" in text
+    assert not any("p99" in w for w in rec.warnings)
+
+
+def test_p99_target_missed_at_four_loads_each_block_less():
+    # c=4 has p99 70 ms > 66: a block of 4 may only carry c=2's 39 QPS → ceil(100 / 39) = 3 blocks.
+    rec = recommend(SMALL_SWEEP, target_qps=100, p99_target_ms=66)
+    assert rec.load_test_concurrency == 8
+    assert rec.latency_bound_concurrency == 12
+    assert rec.required_concurrency == 12
+    assert rec.workload_size == "Medium"
+    text = "\n".join(rec.explanation)
+    assert "ceil(100 / 39.0) = 3 block(s) = 12" in text
+    assert "(the latency target)" in text
+    assert_valid_entity(rec, custom=True)
+    assert rec.served_entity_config(custom=True)["max_provisioned_concurrency"] == 12
+
+
+def test_p99_target_met_at_four_adds_no_bound():
+    rec = recommend(SMALL_SWEEP, target_qps=100, p99_target_ms=70)
+    assert rec.latency_bound_concurrency is None and rec.required_concurrency == 8
 
 
 def test_p99_target_met_everywhere():
     rec = recommend(SMALL_SWEEP, target_qps=100, p99_target_ms=500)
     assert (rec.lowest_concurrency_meeting_p99, rec.highest_concurrency_meeting_p99) == (1, 4)
+    assert rec.latency_bound_concurrency is None
 
 
 def test_p99_target_unreachable_warns():

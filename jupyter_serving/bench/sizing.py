@@ -198,10 +198,13 @@ def recommend(steps: Any, target_qps: float, *, p99_target_ms: float | None = No
     estimates = {"Little's law": littles, "the load-test rule": load_test,
                  "the latency target": latency_bound}
     required = max(v for v in estimates.values() if v is not None)
-    if len([v for v in estimates.values() if v is not None]) > 1:
-        governing = [name for name, v in estimates.items() if v == required]
-        reason = ("both estimates agree" if len(governing) > 1 and latency_bound is None
-                  else " and ".join(governing))
+    present = {name: value for name, value in estimates.items() if value is not None}
+    if len(present) > 1:
+        governing = [name for name, value in present.items() if value == required]
+        if len(governing) == len(present):
+            reason = "both estimates agree" if len(present) == 2 else "all three estimates agree"
+        else:
+            reason = " and ".join(governing)
         explanation.append(f"The recommendation takes the largest estimate ({reason}): "
                            f"concurrency {required}.")
 
