@@ -37,13 +37,15 @@ async def serve(args: argparse.Namespace) -> None:
     settings_file = paths.home / "cloud"
     cloud = args.cloud or (settings_file.read_text().strip() if settings_file.exists() else DEFAULT_CLOUD)
     settings_file.write_text(cloud)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto must be IPPROTO_TCP (not 0): asyncio sets TCP_NODELAY on accepted sockets only then, and
+    # without it every keep-alive response waits ~40 ms for a delayed ACK (Nagle).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
     port = sock.getsockname()[1]
     app = create_app(paths, cloud, args.scale_to_zero_idle, f"{getpass.getuser()}@localhost")
     config = uvicorn.Config(app, log_level=args.log_level, access_log=False, timeout_keep_alive=120,
-                            loop="asyncio", http="httptools")
+                            loop="auto", http="httptools")
     server = uvicorn.Server(config)
     url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '') else args.host}:{port}"
 

@@ -10,10 +10,12 @@ import contextlib
 import copy
 import json
 import logging
+import re
 import time
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import Headers
 
 from ..localctl import Paths
 from ..rules import RuleViolation, normalize_config, normalize_routes, validate_endpoint_name
@@ -372,27 +374,52 @@ def create_app(paths: Paths, cloud: str, idle_timeout_s: float, admin_user: str)
         return {"token_value": token, "token_info": {"token_id": token[-8:], "created_by_username": caller.user,
                                                       "owner_id": user, "comment": body.get("comment", "")}}
 
-    # data plane --------------------------------------------------------------------------------
-    async def invoke(request: Request, name: str, entity: str | None) -> Response:
-        doc, caller = endpoint_for(request, name, "CAN_QUERY")
-        body = await request.body()
-        return await gateway.invoke(doc, body, request.headers.get("content-type"), caller.user, entity)
-
-    @app.post("/serving-endpoints/{name}/invocations")
-    async def invocations(name: str, request: Request):
-        return await invoke(request, name, None)
-
-    @app.post("/serving-endpoints/{name}/served-models/{entity}/invocations")
-    async def entity_invocations(name: str, entity: str, request: Request):
-        return await invoke(request, name, entity)
-
     @app.get("/api/2.0/jupyter-serving/backend")
     async def backend_info(request: Request):
         caller_of(request)
         return {"cloud": cloud, "gpus": engine.gpu_count, "scale_to_zero_idle_s": idle_timeout_s,
                 "mlflow_uri": paths.mlflow_uri, "time": time.time()}
 
-    return app
+    # data plane: a bare ASGI front for invocations, the hot path, so that no web-framework routing,
+    # validation or dependency injection runs per request; everything else goes to the REST app.
+    async def invoke(scope, receive, send, name: str, entity: str | None) -> None:
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        request = _HeadersOnly(Headers(scope=scope))
+        try:
+            doc, caller = endpoint_for(request, name, "CAN_QUERY")
+            response = await gateway.invoke(doc, b"".join(chunks), request.headers.get("content-type"),
+                                            caller.user, entity)
+        except (ApiError, GatewayError) as exc:
+            response = error_response(exc.status, exc.error_code, exc.message)
+        except RuleViolation as exc:
+            response = error_response(_STATUS.get(exc.error_code, 400), exc.error_code, exc.message)
+        await response(scope, receive, send)
+
+    async def front(scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST":
+            match = _INVOKE_PATH.match(scope["path"])
+            if match:
+                await invoke(scope, receive, send, match.group(1), match.group(2))
+                return
+        await app(scope, receive, send)
+
+    front.state = app.state
+    return front
+
+
+_INVOKE_PATH = re.compile(r"^/serving-endpoints/([^/]+)(?:/served-models/([^/]+))?/invocations/?$")
+
+
+class _HeadersOnly:
+    """What the auth helpers read of a request: its headers."""
+
+    def __init__(self, headers: Headers):
+        self.headers = headers
 
 
 def _principal(entry: dict) -> tuple:

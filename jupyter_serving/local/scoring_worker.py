@@ -28,7 +28,12 @@ def main() -> None:
     print(f"Model loaded in {time.monotonic() - started:.1f} s; listening on 127.0.0.1:{port}", flush=True)
     import uvicorn
 
-    loop = asyncio.new_event_loop()
+    try:  # what `mlflow models serve` gets through uvicorn's default loop when uvloop is installed
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.set_default_executor(ThreadPoolExecutor(max_workers=max(threads, 1), thread_name_prefix="predict"))
     config = uvicorn.Config(app, host="127.0.0.1", port=port, workers=1, log_level="info",

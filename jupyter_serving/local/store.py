@@ -26,6 +26,7 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._token_cache: dict[str, tuple[str, bool]] = {}
 
     def _run(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -53,8 +54,13 @@ class Store:
         )
 
     def user_for_token(self, token: str) -> tuple[str, bool] | None:
-        rows = self._run("SELECT user, is_admin FROM tokens WHERE token = ?", (token,))
-        return (rows[0][0], bool(rows[0][1])) if rows else None
+        # Cached: every invocation authenticates, and tokens are never revoked while running.
+        if token not in self._token_cache:
+            rows = self._run("SELECT user, is_admin FROM tokens WHERE token = ?", (token,))
+            if not rows:
+                return None
+            self._token_cache[token] = (rows[0][0], bool(rows[0][1]))
+        return self._token_cache[token]
 
     # build logs
     def save_build_log(self, endpoint: str, entity: str, config_version: int, text: str) -> None:
