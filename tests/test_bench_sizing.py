@@ -59,7 +59,7 @@ def test_explanation_states_each_number():
 
 
 def test_small_for_low_traffic():
-    rec = recommend(SMALL_SWEEP, target_qps=50)       # 50 × 0.051 × 1.25 = 3.19 → 4; ceil(50/78) = 1 → 4
+    rec = recommend(SMALL_SWEEP, target_qps=50)  # 50 × 0.051 × 1.25 = 3.19 → 4; ceil(50/78) = 1 → 4
     assert (rec.headroom_concurrency, rec.load_test_concurrency, rec.required_concurrency) == (4, 4, 4)
     assert rec.workload_size == "Small"
     assert rec.served_entity_config() == {"workload_size": "Small", "scale_to_zero_enabled": False}
@@ -190,7 +190,8 @@ def test_saturated_client_step_is_rejected():
 
 
 def test_step_without_successes_is_rejected():
-    assert StepSummary.from_mapping(step(1, 0.0, math.nan, math.nan, successes=0)).rejection() == "no successful responses"
+    empty = StepSummary.from_mapping(step(1, 0.0, math.nan, math.nan, successes=0))
+    assert empty.rejection() == "no successful responses"
 
 
 def test_runtime_from_lowest_clean_step_when_concurrency_one_is_missing():

@@ -76,7 +76,8 @@ class _Driver:
         self.successes_in_window = 0
         self._drained = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
-        self._cpu_at_window_start: tuple[float, float] | None = None
+        self._cpu_at_window_start: tuple[float, float] | None = None  # (process, thread) CPU s
+        self._cpu_at_window_end: tuple[float, float] | None = None
         self.address: tuple[str, int] | None = None
 
     # -- to be provided by the drivers -----------------------------------------------------------
@@ -107,12 +108,13 @@ class _Driver:
     async def run(self) -> StepResult:
         loop = asyncio.get_running_loop()
         stopped = False
+        leftovers = (0, 0)
         try:
             try:
-                self.address = await asyncio.wait_for(resolve(loop, self.target), self.connect_timeout_s)
-                await self._prepare()
+                await asyncio.wait_for(self._resolve_and_prepare(loop), self.connect_timeout_s)
             except (OSError, asyncio.TimeoutError) as exc:
-                raise LoadTestError(f"cannot connect to {self.target.url}: {exc or type(exc).__name__}") from exc
+                reason = str(exc) or type(exc).__name__
+                raise LoadTestError(f"cannot connect to {self.target.url}: {reason}") from exc
             start = perf_ns()
             self.measure_from = start + self.warmup_ns
             self.measure_until = self.measure_from + self.duration_ns
@@ -123,9 +125,14 @@ class _Driver:
             self._end_window(stopped)
             if not stopped:
                 await self._drain()
+            leftovers = self._leftovers()  # before closing aborts what is still in flight
         finally:
             await self._close_all()
-        return self._result(stopped)
+        return self._result(stopped, leftovers)
+
+    async def _resolve_and_prepare(self, loop) -> None:
+        self.address = await resolve(loop, self.target)
+        await self._prepare()
 
     def _end_window(self, stopped: bool) -> None:
         now = perf_ns()
@@ -135,14 +142,14 @@ class _Driver:
         self._cpu_at_window_end = (time.process_time(), time.thread_time())
         self._check_drained()
 
-    def _result(self, stopped: bool) -> StepResult:
+    def _result(self, stopped: bool, leftovers: tuple[int, int]) -> StepResult:
         window_ns = max(0, self.measure_until - self.measure_from)
         cpu0 = self._cpu_at_window_start
-        cpu1 = getattr(self, "_cpu_at_window_end", None)
+        cpu1 = self._cpu_at_window_end
         cpu_s = loop_s = 0.0
         if cpu0 is not None and cpu1 is not None:
             cpu_s, loop_s = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
-        unsent, incomplete = self._leftovers()
+        unsent, incomplete = leftovers
         return build_result(
             self.recorder, mode=self.mode, concurrency=self._concurrency(),
             target_rate=self._target_rate(), window_s=window_ns / 1e9,
@@ -238,6 +245,8 @@ class _Driver:
         if conn.busy:
             conn.busy = False
             self.in_flight -= 1
+            if self.closing:  # our own shutdown: already counted as incomplete
+                return
             kind = "protocol" if conn.status == -1 else "connection"
             detail = "invalid HTTP response" if kind == "protocol" else str(exc or "closed by the server")
             self._count_failure(conn, perf_ns(), kind, detail)
@@ -489,7 +498,8 @@ async def run_open_loop(target: Target, rate: float, *, arrival: str = "poisson"
 
 def step_time_bound(duration_s: float, warmup_s: float, drain_s: float,
                     connect_timeout_s: float = 5.0) -> float:
-    """Upper bound on one step's wall time (what the drivers promise)."""
+    """Upper bound on one step's wall time (what the drivers promise): resolving and connecting
+    share `connect_timeout_s`; closing waits at most CLOSE_GRACE_S for tasks and again for sockets."""
     return connect_timeout_s + warmup_s + duration_s + drain_s + 2 * CLOSE_GRACE_S + 0.5
 
 

@@ -37,7 +37,8 @@ def _concurrency_levels(concurrency: int | Iterable[int]) -> list[int]:
         raise ValueError("concurrency needs at least one level, e.g. [1, 2, 4, 8]")
     for level in levels:
         if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= MAX_CONCURRENCY:
-            raise ValueError(f"concurrency levels must be integers from 1 to {MAX_CONCURRENCY}, got {level!r}")
+            raise ValueError(
+                f"concurrency levels must be integers from 1 to {MAX_CONCURRENCY}, got {level!r}")
     return levels
 
 

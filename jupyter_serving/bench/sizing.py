@@ -39,13 +39,14 @@ class StepSummary:
     @classmethod
     def from_mapping(cls, row: Mapping[str, Any]) -> "StepSummary":
         share = row.get("failure_share")
+        no_share = share is None or (isinstance(share, float) and math.isnan(share))
         return cls(
             concurrency=int(row["concurrency"]),
             qps=float(row["qps"]),
             p50_ms=float(row["p50_ms"]),
             mean_ms=float(row.get("mean_ms", row["p50_ms"])),
             p99_ms=float(row["p99_ms"]),
-            failure_share=0.0 if share is None or (isinstance(share, float) and math.isnan(share)) else float(share),
+            failure_share=0.0 if no_share else float(share),
             client_saturated=bool(row.get("client_saturated", False)),
             successes=int(row.get("successes", 1)),
         )
@@ -272,8 +273,8 @@ def _latency_rows(accepted: list[StepSummary], at_4: StepSummary | None, base: S
     blocks = max(1, math.ceil(target_qps / highest.qps - _EPSILON))
     bound = blocks * LOAD_TEST_CONCURRENCY
     explanation.append(
-        f"At concurrency {LOAD_TEST_CONCURRENCY} p99 is {at_4.p99_ms:.1f} ms, over the target, "
-        f"because requests queue; at concurrency {highest.concurrency} it meets the target with "
+        f"At concurrency {LOAD_TEST_CONCURRENCY} p99 is {at_4.p99_ms:.1f} ms, over the target; "
+        f"at concurrency {highest.concurrency} it meets the target with "
         f"{highest.qps:.1f} QPS. So each block of {LOAD_TEST_CONCURRENCY} should carry at most "
         f"{highest.qps:.1f} QPS: ceil({target_qps:g} / {highest.qps:.1f}) = {blocks} block(s) "
         f"= {bound}.")

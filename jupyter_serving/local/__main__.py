@@ -45,7 +45,7 @@ async def serve(args: argparse.Namespace) -> None:
     port = sock.getsockname()[1]
     app = create_app(paths, cloud, args.scale_to_zero_idle, f"{getpass.getuser()}@localhost")
     config = uvicorn.Config(app, log_level=args.log_level, access_log=False, timeout_keep_alive=120,
-                            loop="auto", http="httptools")
+                            http="httptools")
     server = uvicorn.Server(config)
     url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '') else args.host}:{port}"
 
@@ -74,7 +74,12 @@ async def serve(args: argparse.Namespace) -> None:
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(args))
+    try:  # uvloop when installed (uvicorn[standard]): a faster loop for the gateway's hot path
+        import uvloop
+
+        uvloop.run(serve(args))
+    except ImportError:
+        asyncio.run(serve(args))
 
 
 if __name__ == "__main__":
