@@ -111,6 +111,17 @@ def sleep_model(local_backend):
 
 
 @pytest.fixture(scope="session")
+def chat_model(local_backend):
+    """`main.ml.echo_chat` version 1: a ChatModel that answers `echo: <last message>`."""
+    import mlflow
+    from tests.models import EchoChatModel
+
+    version = _register("main.ml.echo_chat", lambda: mlflow.pyfunc.log_model(
+        name="model", python_model=EchoChatModel()))
+    return {"name": "main.ml.echo_chat", "version": version}
+
+
+@pytest.fixture(scope="session")
 def broken_model(local_backend):
     """`main.ml.broken` version 1: a pyfunc whose load_context raises, so serving it fails."""
     import mlflow

@@ -18,3 +18,18 @@ class BrokenModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None):
         return model_input
+
+
+class EchoChatModel(mlflow.pyfunc.ChatModel):
+    """A chat-format model: answers the last user message, echoed, with `max_tokens` honoured."""
+
+    def predict(self, context, messages, params):
+        from mlflow.types.llm import ChatChoice, ChatCompletionResponse, ChatMessage
+
+        text = f"echo: {messages[-1].content}"
+        if params.max_tokens:
+            text = " ".join(text.split()[: params.max_tokens])
+        return ChatCompletionResponse(
+            choices=[ChatChoice(index=0, message=ChatMessage(role="assistant", content=text), finish_reason="stop")],
+            model="echo-chat",
+        )

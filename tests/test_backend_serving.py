@@ -124,3 +124,26 @@ def test_rate_limit_scale_to_zero_and_gpu_message(rest, iris_models, local_backe
         assert limited["error_code"] == "REQUEST_LIMIT_EXCEEDED" and "3 calls per minute" in limited["message"]
     finally:
         rest.delete(name)
+
+
+def test_chat_bodies_and_openapi_of_a_chat_model(rest, chat_model, local_backend):
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.service.serving import ChatMessage, ChatMessageRole
+
+    name = unique("chat")
+    assert rest.create(name, [entity(chat_model["name"], chat_model["version"])]).status_code == 200
+    try:
+        rest.wait_ready(name)
+        resp = rest.query(name, {"messages": [{"role": "user", "content": "hello there"}], "max_tokens": 2})
+        assert resp.status_code == 200, resp.text
+        choice = resp.json()["choices"][0]
+        assert choice["message"] == {"role": "assistant", "content": "echo: hello"}
+        assert choice["finish_reason"] == "stop"
+        w = WorkspaceClient(host=local_backend.url, token=local_backend.token)
+        answer = w.serving_endpoints.query(name, messages=[ChatMessage(role=ChatMessageRole.USER, content="hi")])
+        assert answer.choices[0].message.content == "echo: hi"
+        spec = rest.call("GET", f"/api/2.0/serving-endpoints/{name}/openapi").json()
+        body = spec["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert any("messages" in alt["properties"] for alt in body["oneOf"])
+    finally:
+        rest.delete(name)

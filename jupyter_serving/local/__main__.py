@@ -43,32 +43,26 @@ async def serve(args: argparse.Namespace) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
     port = sock.getsockname()[1]
-    app = create_app(paths, cloud, args.scale_to_zero_idle, f"{getpass.getuser()}@localhost")
-    config = uvicorn.Config(app, log_level=args.log_level, access_log=False, timeout_keep_alive=120,
-                            http="httptools")
-    server = uvicorn.Server(config)
     url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '') else args.host}:{port}"
 
-    async def announce() -> None:
-        while not server.started:
-            if server.should_exit:
-                return
-            await asyncio.sleep(0.05)
+    def announce() -> None:  # clients find the backend through this file (see localctl.status)
         tmp = paths.server.with_suffix(".tmp")
         tmp.write_text(json.dumps({"url": url, "port": port, "pid": os.getpid(), "cloud": cloud}))
         tmp.replace(paths.server)
         logging.getLogger("jupyter_serving.local").info("jupyter-serving local backend listening on %s", url)
 
-    announcer = asyncio.create_task(announce())
-    try:
-        await server.serve(sockets=[sock])
-    finally:
-        announcer.cancel()
+    def retract() -> None:
         try:
             if json.loads(paths.server.read_text()).get("pid") == os.getpid():
                 paths.server.unlink()
         except (FileNotFoundError, json.JSONDecodeError):
             pass
+
+    app = create_app(paths, cloud, args.scale_to_zero_idle, f"{getpass.getuser()}@localhost",
+                     on_ready=announce, on_stop=retract)
+    config = uvicorn.Config(app, log_level=args.log_level, access_log=False, timeout_keep_alive=120,
+                            http="httptools")
+    await uvicorn.Server(config).serve(sockets=[sock])
 
 
 def main(argv=None) -> None:

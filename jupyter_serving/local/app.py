@@ -56,7 +56,10 @@ class Caller:
         self.user, self.is_admin = user, is_admin
 
 
-def create_app(paths: Paths, cloud: str, idle_timeout_s: float, admin_user: str) -> FastAPI:
+def create_app(paths: Paths, cloud: str, idle_timeout_s: float, admin_user: str,
+               on_ready=None, on_stop=None) -> FastAPI:
+    """The ASGI app. `on_ready` / `on_stop` run at the end of startup and the start of shutdown (uvicorn
+    re-raises SIGTERM once it has shut down, so code after `serve()` would never run)."""
     engine = Engine(paths, cloud, idle_timeout_s, admin_user)
     gateway = Gateway(engine)
 
@@ -65,7 +68,11 @@ def create_app(paths: Paths, cloud: str, idle_timeout_s: float, admin_user: str)
         token = paths.token.read_text().strip()
         engine.store.add_token(token, admin_user, True, "local admin", now_ms())
         await engine.startup()
+        if on_ready:
+            on_ready()
         yield
+        if on_stop:
+            on_stop()
         await engine.shutdown()
 
     app = FastAPI(title="jupyter-serving local backend", lifespan=lifespan, docs_url=None, redoc_url=None,

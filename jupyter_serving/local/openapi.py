@@ -14,9 +14,24 @@ _TYPES = {
 
 
 def _field_schema(spec: dict) -> dict:
-    if spec.get("type") == "tensor":
+    kind = spec.get("type")
+    if kind == "tensor":
         return {"type": "array", "items": _TYPES.get(spec.get("tensor-spec", {}).get("dtype", ""), {})}
-    return dict(_TYPES.get(spec.get("type", ""), {"type": "object", "format": "unknown"}))
+    if kind == "array":
+        return {"type": "array", "items": _field_schema(spec.get("items") or {})}
+    if kind == "object":
+        props = spec.get("properties") or {}
+        schema = {"type": "object", "properties": {k: _field_schema(v) for k, v in props.items()}}
+        required = [k for k, v in props.items() if v.get("required", True)]
+        if required:
+            schema["required"] = required
+        return schema
+    if kind == "map":
+        return {"type": "object", "additionalProperties": _field_schema(spec.get("values") or {})}
+    return dict(_TYPES.get(kind or "", {"type": "object", "format": "unknown"}))
+
+
+_STRUCTURED = ("array", "object", "map")
 
 
 def _params_schema(params: list[dict] | None) -> dict | None:
@@ -49,6 +64,13 @@ def request_schemas(metadata: dict) -> list[dict]:
     params = _params_schema(metadata.get("params"))
     named = [i for i in inputs if i.get("name")]
     variants: list[dict] = []
+    if named and any(i.get("type") in _STRUCTURED for i in named):
+        # chat / completions / agent models: the signature's fields are the body's own fields
+        body = {"type": "object", "properties": {i["name"]: _field_schema(i) for i in named},
+                "required": [i["name"] for i in named if i.get("required", True)]}
+        if isinstance(metadata.get("example"), dict):
+            body["examples"] = [metadata["example"]]
+        return [body]
     if named and all(i.get("type") != "tensor" for i in inputs):
         columns = [i["name"] for i in named]
         required = [i["name"] for i in named if i.get("required", True)]

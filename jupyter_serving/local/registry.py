@@ -67,11 +67,12 @@ def read_model_metadata(model_path: str) -> dict:
     """Signature (inputs, outputs, params) and input example of a logged model, from its files."""
     import yaml
 
-    result: dict = {"inputs": None, "outputs": None, "params": None, "example": None}
+    result: dict = {"inputs": None, "outputs": None, "params": None, "example": None, "task": None}
     mlmodel = Path(model_path) / "MLmodel"
     if not mlmodel.exists():
         return result
     meta = yaml.safe_load(mlmodel.read_text())
+    result["task"] = (meta.get("metadata") or {}).get("task")
     sig = meta.get("signature") or {}
     for key in ("inputs", "outputs", "params"):
         if sig.get(key):
