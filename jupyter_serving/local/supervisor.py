@@ -17,6 +17,17 @@ from pathlib import Path
 import aiohttp
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGTERM it when the backend dies, even by SIGKILL,
+    so that no model server outlives the backend that supervises it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class ModelServerFailed(Exception):
     """The scoring server exited or never answered; the message carries its log tail."""
 
@@ -71,6 +82,7 @@ class ModelServer:
                  str(self.port), str(self.threads)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, **self.env}, start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
 
     async def wait_ready(self, session: aiohttp.ClientSession, timeout: float) -> float:
