@@ -28,6 +28,7 @@ from . import rules
 from .arguments import parse_permission_level, parse_principal, routes_to_traffic_config
 from .connection import Opened, Target, open_client, resolve_target
 from .errors import (
+    BackendError,
     ConflictError,
     DeploymentFailedError,
     InvalidInputError,
@@ -42,7 +43,7 @@ from .errors import (
 )
 from .query_body import Body, body_from_value, parse_body, request_bytes
 from .results import QueryResult, make_result
-from .status import EndpointStatus, entity_list
+from .status import EndpointStatus, entity_list, traffic_of
 
 __all__ = [
     "ServingClient",
@@ -102,8 +103,8 @@ class _OneShotBody(io.RawIOBase):
 
     The SDK retries a request with a JSON body or a seekable stream (HTTP 429 and 503 for up to
     `retry_timeout_seconds`, five minutes by default). A query must surface throttling at once, and
-    `_BaseClient.do` disables retries for non-seekable streams; `__len__` lets requests send a
-    Content-Length instead of chunked encoding.
+    `_BaseClient.do` disables retries for non-seekable streams; `__len__` and `tell` let requests
+    send a Content-Length instead of chunked encoding.
     """
 
     def __init__(self, payload: bytes):
@@ -121,6 +122,9 @@ class _OneShotBody(io.RawIOBase):
         data = self._buf.read(len(b))
         b[: len(data)] = data
         return len(data)
+
+    def tell(self) -> int:  # requests computes Content-Length as len() - tell()
+        return self._buf.tell()
 
     def __len__(self) -> int:
         return self._len
@@ -151,8 +155,8 @@ def _validate_name(name: Any) -> str:
     try:
         rules.validate_endpoint_name(name)
     except rules.RuleViolation as err:
-        raise InvalidInputError(err.message, "Use letters, digits, '-' and '_' (at most 63 characters).",
-                                error_code=err.error_code) from None
+        hint = "" if re.search(r"\b(use|choose)\b", err.message) else "Name the endpoint, e.g. `%serve status NAME`."
+        raise InvalidInputError(err.message, hint, error_code=err.error_code) from None
     return name
 
 
@@ -335,8 +339,9 @@ class ServingClient:
                 "name": st.name,
                 "state": "STOPPED" if st.is_stopped else st.ready,
                 "update_state": st.config_update,
-                "entities": st.entities_text(),
-                "traffic": st.traffic_text(),
+                # while an endpoint is being created it has only a pending config
+                "entities": st.entities_text(st.entities or st.pending_entities),
+                "traffic": st.traffic_text(st.traffic or traffic_of(st.pending_config)),
                 "creator": st.creator,
                 "updated": pd.to_datetime(e.get("last_updated_timestamp"), unit="ms", utc=True)
                 if e.get("last_updated_timestamp") else pd.NaT,
@@ -390,7 +395,8 @@ class ServingClient:
         entity = entity or (status.entity_names[0] if status.entity_names else "ENTITY")
         keeps = " The previous config keeps serving." if status.ready == "READY" else ""
         return DeploymentFailedError(
-            f"Endpoint '{status.name}' {status.config_update.lower().replace('_', ' ')}: {status.failure_reason()}.{keeps}",
+            f"Endpoint '{status.name}' {status.config_update.lower().replace('_', ' ')}: "
+            f"{status.failure_reason().rstrip('. ')}.{keeps}",
             f"See `%serve logs {status.name} {entity} --build`, fix the model, then update the endpoint.",
             error_code=status.config_update)
 
@@ -576,6 +582,11 @@ class ServingClient:
                 f"Wait for the update to finish (`%serve status {status.name} --watch`) and try again.",
                 error_code="RESOURCE_CONFLICT")
 
+    def _not_stopped(self, status: EndpointStatus, done: str) -> None:
+        if status.is_stopped:
+            raise InvalidInputError(f"Endpoint '{status.name}' is stopped and cannot be {done}",
+                                    f"Start it first with `%serve start {status.name}`.", error_code="INVALID_STATE")
+
     def _pick_entity(self, status: EndpointStatus, entity: str | None) -> str:
         names = status.entity_names
         if entity is None:
@@ -615,6 +626,7 @@ class ServingClient:
         """
         status = self.get(name)
         self._not_updating(status, "update it")
+        self._not_stopped(status, "updated")
         fields = _entity_input_fields()
         if config is not None:
             if not isinstance(config, Mapping):
@@ -692,6 +704,7 @@ class ServingClient:
         except rules.RuleViolation as err:
             raise _rule_error(err) from None
         self._not_updating(status, "change its traffic")
+        self._not_stopped(status, "re-routed")
         fields = _entity_input_fields()
         core = {"served_entities": [_as_input_entity(e, fields) for e in status.entities],
                 "traffic_config": routes_to_traffic_config(dict(routes))}
@@ -738,9 +751,13 @@ class ServingClient:
     def delete(self, name: str) -> None:
         """Delete the endpoint. Irreversible."""
         _validate_name(name)
-        self._call(lambda: self.workspace.serving_endpoints.delete(name=name),
-                   what=f"Deleting endpoint '{name}'",
-                   not_found_hint="List the endpoints with `%serve list` (names are case-sensitive).")
+        try:
+            self.workspace.serving_endpoints.delete(name=name)
+        except Exception as err:  # noqa: BLE001
+            mapped = from_sdk_error(err, what=f"Deleting endpoint '{name}'", host=self.host)
+            if isinstance(mapped, NotFoundError):
+                raise self._endpoint_not_found(name) from None
+            raise mapped from None
 
     # ------------------------------------------------------------------------------------------
     # logs, schema, permissions, tags
@@ -910,6 +927,9 @@ class ServingClient:
         try:
             response = api.do("POST", path, headers=self._headers(True), data=_OneShotBody(payload),
                               response_headers=["served-model-name"])
+        except ValueError as err:  # a 2xx answer that is not JSON
+            raise BackendError(f"Endpoint '{name}' answered something that is not JSON ({one_line(err)[:120]})",
+                               f"The model must return JSON; see `%serve logs {name}`.") from None
         except Exception as err:  # noqa: BLE001
             raise self._query_error(err, name, entity, timeout) from None
         latency_ms = (time.perf_counter() - start) * 1000.0
@@ -933,7 +953,7 @@ class ServingClient:
                 f"Too many concurrent requests for its served entity: retry later, or raise its concurrency "
                 f"(`%serve update {name} --entity {entity or 'E'} --workload-size Medium`).",
                 error_code=mapped.error_code)
-        if isinstance(mapped, (InvalidInputError, NotFoundError, QueryError)) or type(mapped).__name__ == "BackendError":
+        if isinstance(mapped, (InvalidInputError, NotFoundError, QueryError, BackendError)):
             try:
                 status = self.get(name)
             except NotFoundError:

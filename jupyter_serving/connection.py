@@ -281,8 +281,14 @@ def open_client(
         except (OSError, KeyError, ValueError) as err:
             raise ConnectionFailedError(f"The local backend could not start ({one_line(err)})",
                                         "Check `python -m jupyter_serving.local --help`.") from None
+        # Point MLflow (in this process) at the backend's registry, unless the user chose one, so
+        # that `mlflow.register_model` puts models where `%serve create` looks for them.
+        for var, value in info.env().items():
+            if var.startswith("MLFLOW_"):
+                os.environ.setdefault(var, value)
+        # On loopback a refused connection means the backend is gone: do not retry for a minute.
         cfg = Config(host=info.url, token=info.token, auth_type="pat",
-                     retry_timeout_seconds=retry_timeout_seconds, http_timeout_seconds=http_timeout_seconds)
+                     retry_timeout_seconds=min(retry_timeout_seconds, 10), http_timeout_seconds=http_timeout_seconds)
         return Opened(WorkspaceClient(config=cfg), target, info.url, info.cloud or "aws", True)
 
     kwargs: dict[str, Any] = {

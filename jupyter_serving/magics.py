@@ -65,8 +65,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse that never exits the kernel: errors raise MagicUsageError, -h raises _HelpShown."""
 
     def __init__(self, sub: str, **kwargs):
-        self.sub = sub
-        super().__init__(prog=f"%serve {sub}" if sub != "query" else "%%query", allow_abbrev=False, **kwargs)
+        self.sub = "create" if sub == "_entity" else sub
+        prog = {"query": "%%query", "_entity": "%serve create --model"}.get(sub, f"%serve {sub}")
+        super().__init__(prog=prog, allow_abbrev=False, **kwargs)
 
     def error(self, message):  # noqa: D401 - argparse API
         where = self.prog
@@ -122,14 +123,14 @@ class _Progress:
 class ServeMagics(Magics, Configurable):
     """`%serve` (endpoints) and `%%query` (queries). Configure with `%config ServeMagics.<trait>`."""
 
-    short_errors = Bool(True, config=True,
+    short_errors = Bool(True,
                         help="Show expected errors as one line without a traceback.").tag(config=True)
-    raise_errors = Bool(False, config=True,
+    raise_errors = Bool(False,
                         help="Raise expected errors as exceptions so that nbval/papermill fail the cell."
                         ).tag(config=True)
-    wait_timeout = Float(1200.0, config=True, help="Seconds to wait for a deployment.").tag(config=True)
-    query_timeout = Float(60.0, config=True, help="Default seconds to wait for a query answer.").tag(config=True)
-    data_dir = Unicode(None, allow_none=True, config=True,
+    wait_timeout = Float(1200.0, help="Seconds to wait for a deployment.").tag(config=True)
+    query_timeout = Float(60.0, help="Default seconds to wait for a query answer.").tag(config=True)
+    data_dir = Unicode(None, allow_none=True,
                        help="Data dir of the local backend (default ~/.jupyter-serving).").tag(config=True)
 
     def __init__(self, shell=None, **kwargs):
@@ -149,6 +150,15 @@ class ServeMagics(Magics, Configurable):
 
         client = api.get_client() if self.data_dir is None else (api.current_client() or api.connect(
             data_dir=self.data_dir))
+        target = client.target
+        if client.is_local and target is not None and target.kind == "local":
+            # The local backend is started on demand: if it went away (stopped, machine slept),
+            # start it again instead of failing on a dead port.
+            from . import localctl
+
+            info = localctl.status(target.data_dir)
+            if info is None or info.url != client.host:
+                client = api.connect(local=True, data_dir=target.data_dir)
         client.query_timeout = float(self.query_timeout)
         return client
 
@@ -745,18 +755,40 @@ def load_ipython_extension(ip) -> None:
     from .connection import describe_default
 
     magics = ServeMagics(shell=ip)
+    table = ip.magics_manager.magics
+    own_kinds = {"serve": ("line",), "query": ("line", "cell")}
+    foreign = {(kind, name): table[kind][name] for name, kinds in own_kinds.items() for kind in kinds
+               if name in table[kind] and not isinstance(getattr(table[kind][name], "__self__", None), ServeMagics)}
     ip.register_magics(magics)
-    ip.set_hook("complete_command", magics.complete_serve, str_key="%serve")
-    ip.set_hook("complete_command", magics.complete_query, str_key="%query")
-    ip.set_hook("complete_command", magics.complete_query, str_key="%%query")
+    # Never take over a magic the host already owns (jupysql overwrote Databricks' own %sql):
+    # keep theirs and register ours under a prefixed name.
+    names = {"serve": "serve", "query": "query"}
+    for name, kinds in own_kinds.items():
+        if not any((kind, name) in foreign for kind in kinds):
+            continue
+        names[name] = f"serving_{name}"
+        for kind in kinds:
+            table[kind][names[name]] = table[kind][name]
+            if (kind, name) in foreign:
+                table[kind][name] = foreign[(kind, name)]
+            else:
+                del table[kind][name]
+    # IPython binds hooks to the shell: they are called as hook(shell, event).
+    ip.set_hook("complete_command", lambda _shell, event: magics.complete_serve(event),
+                str_key=f"%{names['serve']}")
+    for key in (f"%{names['query']}", f"%%{names['query']}"):
+        ip.set_hook("complete_command", lambda _shell, event: magics.complete_query(event), str_key=key)
     # Name the backend without connecting, starting or importing anything heavy (the API imports
     # pandas and databricks-sdk; reuse it only if it is loaded already).
     api_module = sys.modules.get("jupyter_serving.api")
     client = api_module.current_client() if api_module is not None else None
     where = client.backend if client is not None else describe_default(magics.data_dir)
-    print(f"jupyter-serving {__version__}: %serve and %%query will use {where}.")
+    print(f"jupyter-serving {__version__}: %{names['serve']} and %%{names['query']} will use {where}.")
 
 
 def unload_ipython_extension(ip) -> None:
-    for kind, name in (("line", "serve"), ("line", "query"), ("cell", "query")):
-        ip.magics_manager.magics[kind].pop(name, None)
+    table = ip.magics_manager.magics
+    for kind in ("line", "cell"):
+        for name in ("serve", "query", "serving_serve", "serving_query"):
+            if isinstance(getattr(table[kind].get(name), "__self__", None), ServeMagics):
+                del table[kind][name]

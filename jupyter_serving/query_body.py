@@ -268,6 +268,15 @@ def _check_request(request: dict) -> str:
     raise BodyError("The body has no model input", FORMAT_HINT)
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def _label(source: str) -> str:
+    """'$df' for variables, 'The body' otherwise (for messages)."""
+    return source if source.startswith("$") else "The body"
+
+
 def body_from_value(value: Any, *, source: str = "value") -> Body:
     """A Body from a Python value: DataFrame, Series, dict (a Databricks request, or columns/one
     record), list (records or instances), numpy array, or a JSON/CSV string."""
@@ -275,7 +284,7 @@ def body_from_value(value: Any, *, source: str = "value") -> Body:
         value = value.to_frame()
     if isinstance(value, pd.DataFrame):
         if value.empty:
-            raise BodyError(f"The DataFrame {source} has no rows", "Query with at least one row.")
+            raise BodyError(f"{_label(source)} is a DataFrame without rows", "Query with at least one row.")
         return Body({"dataframe_split": frame_to_split(value)}, value.reset_index(drop=True),
                     "dataframe_split", source)
     if isinstance(value, str):
@@ -287,26 +296,27 @@ def body_from_value(value: Any, *, source: str = "value") -> Body:
             return Body(request, _frame_for(request), fmt, source)
         # Not a Databricks request: columns of equal length, or one record.
         if not request:
-            raise BodyError(f"The body {source} is an empty object", FORMAT_HINT)
+            raise BodyError(f"{_label(source)} is an empty object", FORMAT_HINT)
         frame = _columnar(request)
         if frame is None and all(not isinstance(v, (list, Mapping)) for v in request.values()):
             frame = pd.DataFrame([request])
         if frame is None:
             unknown = ", ".join(repr(k) for k in list(request)[:3])
-            raise BodyError(f"The body {source} has no model input (unknown keys {unknown})", FORMAT_HINT)
+            raise BodyError(f"{_label(source)} has no model input (unknown keys {unknown})", FORMAT_HINT)
         return Body({"dataframe_split": frame_to_split(frame)}, frame, "dataframe_split", source)
     if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):
         value = value.tolist()
     if isinstance(value, (list, tuple)):
         items = jsonable(list(value))
         if not items:
-            raise BodyError(f"The list {source} is empty", "Query with at least one row.")
+            raise BodyError(f"{_label(source)} is an empty list", "Query with at least one row.")
         if all(isinstance(r, Mapping) for r in items):
             request = {"dataframe_records": items}
             return Body(request, _frame_for(request), "dataframe_records", source)
         request = {"instances": items}
         return Body(request, _frame_for(request), "instances", source)
-    raise BodyError(f"{source} is a {type(value).__name__}",
+    kind = type(value).__name__
+    raise BodyError(f"{_label(source)} is {_article(kind)} {kind}",
                     "Use a DataFrame, dict, list, or a JSON/CSV string.")
 
 
@@ -351,7 +361,10 @@ def parse_text(text: str, namespace: Mapping[str, Any] | None = None, *, source:
             value = json.loads(stripped)
         except json.JSONDecodeError as err:
             raise _json_error(err) from None
-        body = body_from_value(value, source=source if source != "body" else "body")
+        if not isinstance(value, (dict, list)):
+            raise BodyError(f"{_label(source)} is JSON but not an object or a list",
+                            'e.g. {"dataframe_records": [{"x": 1.0}]}.')
+        body = body_from_value(value, source=source)
         body.source = "json" if source == "body" else source
         return body
     if stripped.startswith("$") and allow_vars:

@@ -2,7 +2,8 @@
 
 - predictions (custom models): input columns, then one column per output, aligned with the input
   rows; an output whose name clashes with an input column is suffixed with "_prediction";
-- chat / completions: one row per choice (index, role, content, finish_reason);
+- chat: one row per choice (index, role, content, finish_reason);
+- completions: one row per choice (index, prompt when known, text, finish_reason);
 - embeddings: the input text (when known) and an `embedding` vector column.
 """
 from __future__ import annotations
@@ -101,6 +102,18 @@ def align(inputs: pd.DataFrame | None, outputs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([left, right], axis=1)
 
 
+def completions_frame(response: Mapping, request: Mapping | None) -> pd.DataFrame:
+    rows = [{"index": c.get("index", i), "text": c.get("text"), "finish_reason": c.get("finish_reason")}
+            for i, c in enumerate(response.get("choices") or [])]
+    frame = pd.DataFrame(rows, columns=["index", "text", "finish_reason"])
+    prompts = (request or {}).get("prompt")
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if isinstance(prompts, list) and len(prompts) == len(frame):
+        frame.insert(1, "prompt", prompts)
+    return frame
+
+
 def chat_frame(response: Mapping) -> pd.DataFrame:
     rows = []
     for i, choice in enumerate(response.get("choices") or []):
@@ -141,8 +154,9 @@ def shape_response(response: Any, request: Mapping | None = None,
         return align(inputs, predictions_frame(preds)), "predictions"
     if isinstance(response.get("choices"), list):
         choices = response["choices"]
-        is_chat = any(isinstance(c, Mapping) and ("message" in c or "delta" in c) for c in choices)
-        return chat_frame(response), "chat" if is_chat else "completions"
+        if any(isinstance(c, Mapping) and ("message" in c or "delta" in c) for c in choices):
+            return chat_frame(response), "chat"
+        return completions_frame(response, request), "completions"
     data = response.get("data")
     if isinstance(data, list) and all(isinstance(d, Mapping) and "embedding" in d for d in data):
         return embeddings_frame(response, request), "embeddings"

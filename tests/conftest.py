@@ -130,3 +130,7 @@ def broken_model(local_backend):
     version = _register("main.ml.broken", lambda: mlflow.pyfunc.log_model(
         name="model", python_model=BrokenModel()))
     return {"name": "main.ml.broken", "version": version}
+
+
+# Browser-test fixtures (jupyter lab + Chromium/Playwright), shared by the lab panel and widget tests.
+pytest_plugins = ["tests.browser_support"]

@@ -1,12 +1,10 @@
 """The plain Python API (`jupyter_serving.api`) against the real local backend and real models."""
 from __future__ import annotations
 
-import threading
 import time
 
 import pandas as pd
 import pytest
-import requests
 
 from jupyter_serving import api
 from jupyter_serving.errors import (
@@ -19,7 +17,7 @@ from jupyter_serving.errors import (
 )
 from jupyter_serving.status import EndpointStatus
 from tests.conftest import poll, unique
-from tests.serving_shared import shared_iris_endpoint
+from tests.serving_shared import saturated, shared_iris_endpoint
 
 
 @pytest.fixture(scope="module")
@@ -216,15 +214,8 @@ def test_logs_and_build_logs(client, iris_ep):
 
 
 def test_throttling_surfaces_at_once(client, sleep_ep, local_backend):
-    """Small = 4 concurrent requests: a 5th one gets 429, and the API does not retry it."""
-    url = f"{local_backend.url}/serving-endpoints/{sleep_ep}/invocations"
-    headers = {"Authorization": f"Bearer {local_backend.token}"}
-    slow = {"dataframe_records": [{"x": 1.0}], "params": {"sleep_ms": 4000}}
-    threads = [threading.Thread(target=requests.post, args=(url,), kwargs={"json": slow, "headers": headers,
-                                                                              "timeout": 30}) for _ in range(4)]
-    for t in threads:
-        t.start()
-    try:
+    """Small = 4 concurrent requests: beyond them the server answers 429, and the API does not retry."""
+    with saturated(local_backend, sleep_ep):
         def throttled():
             started = time.perf_counter()
             try:
@@ -232,12 +223,9 @@ def test_throttling_surfaces_at_once(client, sleep_ep, local_backend):
             except ThrottledError as err:
                 return err, time.perf_counter() - started
             return None
-        err, took = poll(throttled, timeout=3.5, interval=0.05, message="a 429")
-        assert "429" in str(err) and took < 1.0
-        assert "\n" not in str(err)
-    finally:
-        for t in threads:
-            t.join()
+        err, took = poll(throttled, timeout=10, interval=0.02, message="a 429")
+    assert "429" in str(err) and took < 1.0
+    assert "\n" not in str(err) and "concurrency" in str(err)
 
 
 def test_stop_refuses_queries_and_start_serves_again(client, sleep_ep):
