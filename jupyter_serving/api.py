@@ -984,11 +984,28 @@ class ServingClient:
 _PLACEHOLDERS = {"integer": 0, "number": 0.0, "string": "", "boolean": False, "array": [], "object": {}}
 
 
+def _typed_default(value: Any, kind: Any) -> Any:
+    """Schemas carry param defaults as strings ("0.5", as Databricks serves them); a model's
+    signature refuses a string where it expects a number, so give the default its schema type."""
+    if not isinstance(value, str):
+        return value
+    try:
+        if kind == "number":
+            return float(value)
+        if kind == "integer":
+            return int(float(value))
+    except ValueError:
+        return value
+    if kind == "boolean" and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return value
+
+
 def _placeholder(schema: Mapping | None) -> Any:
     if not isinstance(schema, Mapping):
         return None
     if "default" in schema:
-        return schema["default"]
+        return _typed_default(schema["default"], schema.get("type"))
     if "enum" in schema and schema["enum"]:
         return schema["enum"][0]
     kind = schema.get("type")

@@ -41,11 +41,12 @@ SUBCOMMANDS: dict[str, str] = {
     "schema": "the request format, as a %%query template",
     "permissions": "who may do what: `permissions NAME [--grant USER LEVEL]`",
     "tags": "show or change tags: `tags NAME [k=v ...] [--remove k ...]`",
+    "bench": "load-test an endpoint and size its concurrency: `bench NAME [--target-qps Q] [--concurrency 1,2,4,8]`",
     "help": "this help, or `help SUBCOMMAND`",
 }
 #: Subcommands whose first positional argument is an endpoint name (for completion).
 NAME_SUBCOMMANDS = ("status", "update", "traffic", "stop", "start", "delete", "logs", "schema",
-                    "permissions", "tags")
+                    "permissions", "tags", "bench")
 
 _ENTITY_OPTS = {"--model": True, "-m": True, "--version": True, "--entity-name": True,
                 "--workload-type": True, "--workload-size": True, "--min-concurrency": True,
@@ -309,6 +310,10 @@ class ServeMagics(Magics, Configurable):
             p.add_argument("name")
             p.add_argument("set", nargs="*", metavar="K=V")
             p.add_argument("--remove", nargs="+", default=[], metavar="K")
+        elif sub == "bench":
+            from .bench.notebook import add_bench_arguments
+
+            add_bench_arguments(p)
         elif sub == "help":
             p.add_argument("subcommand", nargs="?")
         elif sub == "query":
@@ -596,6 +601,12 @@ class ServeMagics(Magics, Configurable):
             principal, level = opts.grant
             return client.grant(opts.name, principal, level)
         return client.permissions(opts.name)
+
+    def _cmd_bench(self, args: list[str], ns: dict):
+        from .bench.notebook import run_bench_args
+
+        opts = self._parse("bench", args)
+        return run_bench_args(self._client(), opts, user_ns=self.shell.user_ns, namespace=ns)
 
     def _cmd_tags(self, args: list[str], ns: dict):
         import pandas as pd

@@ -221,7 +221,7 @@ def test_template_uses_the_schema_example_and_params():
     template = request_template_from_openapi(SEED_SPEC)
     assert template == {"dataframe_split": {"columns": ["int_col", "float_col", "string_col"],
                                             "data": [[3, 10.4, "abc"]]},
-                        "params": {"sentiment": "0.5"}}
+                        "params": {"sentiment": 0.5}}  # typed: the schema carries defaults as strings
 
 
 def test_template_without_example_builds_placeholders():

@@ -8,6 +8,8 @@
 Modules: stats (latency histogram), target (URL checks, payloads), client (HTTP/1.1 protocol),
 loadgen (closed/open-loop drivers), results (StepResult), runner (sweep/open_loop/BenchmarkJob),
 sizing (Recommendation), fakeserver (a scoring server with known behaviour, for self-checks).
+From a notebook: notebook (`run_bench`, what `%serve bench` calls), widget (`BenchmarkWidget`),
+plots (matplotlib charts); these load pandas/matplotlib/ipywidgets only when used.
 """
 from .loadgen import LoadTestError, run_closed_loop, run_open_loop
 from .results import StepResult
@@ -21,5 +23,16 @@ __all__ = [
     "BenchmarkJob", "LatencyHistogram", "LoadTestError", "Recommendation", "StepResult", "Target",
     "TargetNotAllowed", "build_target", "encode_payload", "invocation_url", "open_loop",
     "open_loop_async", "recommend", "run_closed_loop", "run_open_loop", "sweep", "sweep_async",
-    "to_frame",
+    "to_frame", "BenchmarkWidget", "BenchResult", "run_bench",
 ]
+
+_LAZY = {"BenchmarkWidget": "widget", "BenchResult": "notebook", "run_bench": "notebook"}
+
+
+def __getattr__(name: str):
+    """`BenchmarkWidget`, `run_bench` and `BenchResult` without importing ipywidgets up front."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,391 @@
+"""`BenchmarkWidget`: benchmark and size an endpoint from a notebook, without blocking the kernel.
+
+    from jupyter_serving.bench.widget import BenchmarkWidget
+    BenchmarkWidget("my-endpoint")          # or BenchmarkWidget("my-endpoint", client, payload=df)
+
+Inputs (concurrency levels, seconds per step, target QPS, p99 target, payload), Run / Stop, a
+progress bar across steps, live charts (latency percentiles and throughput against concurrency,
+PNG in an Output widget), the results table, and a recommendation card whose Apply button resizes
+the endpoint's served entity and follows the update until the endpoint is READY again.
+
+Everything slow runs in a background thread (the load generator in its own event loop, see
+`runner.BenchmarkJob`); the click handlers return at once, so the kernel stays free and Stop works.
+Widget traits and Output contents are updated from that thread. Attributes for code and tests:
+`frame` (DataFrame of the steps so far), `recommendation`, `result` (BenchResult), `error`,
+`chart_png` (bytes of the last chart), `running` / `applying` (traits), `wait(timeout)`.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import threading
+import time
+from typing import Any
+
+import ipywidgets as widgets
+from traitlets import Bool, Int
+
+from . import notebook as nb
+
+PAYLOAD_PREVIEW_BYTES = 20_000
+STYLE = {"description_width": "initial"}
+
+
+def _png_output(png: bytes) -> dict:
+    return {"output_type": "display_data", "metadata": {},
+            "data": {"image/png": base64.b64encode(png).decode("ascii"),
+                     "text/plain": "<latency and throughput chart>"}}
+
+
+def _html_output(markup: str, text: str) -> dict:
+    return {"output_type": "display_data", "metadata": {},
+            "data": {"text/html": markup, "text/plain": text}}
+
+
+class BenchmarkWidget(widgets.VBox):
+    """Benchmark endpoint `name` (through `client`, default `api.get_client()`) and apply the sizing."""
+
+    running = Bool(False, help="a benchmark is running")
+    applying = Bool(False, help="an Apply is running")
+    steps_done = Int(0, help="steps finished in the current run")
+
+    def __init__(self, name: str, client: Any = None, *, payload: Any = None, entity: str | None = None,
+                 concurrency: Any = nb.DEFAULT_CONCURRENCY, duration: float = nb.DEFAULT_DURATION_S,
+                 warmup: float = nb.DEFAULT_WARMUP_S, target_qps: float | None = None,
+                 p99_ms: float | None = None, **kwargs: Any):
+        self.name = name
+        self._client = client
+        self._payload = payload
+        self._payload_preview: str | None = None
+        self.entity = entity
+        self.warmup = float(warmup)
+        self.frame = None
+        self.recommendation = None
+        self.result: nb.BenchResult | None = None
+        self.error: BaseException | None = None
+        self.chart_png: bytes | None = None
+        self._job = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._apply_thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+        levels = ",".join(str(c) for c in nb.parse_levels(concurrency))
+        self.title = widgets.HTML(f"<b>Benchmark endpoint '{html.escape(name)}'</b>"
+                                  + (f" (served entity '{html.escape(entity)}')" if entity else ""))
+        self.concurrency = widgets.Text(value=levels, description="Concurrency levels", style=STYLE,
+                                        placeholder="1,2,4,8",
+                                        layout=widgets.Layout(width="260px"))
+        self.duration = widgets.BoundedFloatText(value=float(duration), min=0.5, max=3600.0, step=1.0,
+                                                 description="Seconds per step", style=STYLE,
+                                                 layout=widgets.Layout(width="190px"))
+        self.target_qps = widgets.BoundedFloatText(value=float(target_qps or 0.0), min=0.0, max=1e7,
+                                                   description="Target QPS (0: none)", style=STYLE,
+                                                   layout=widgets.Layout(width="220px"))
+        self.p99_ms = widgets.BoundedFloatText(value=float(p99_ms or 0.0), min=0.0, max=1e7,
+                                               description="p99 target ms (0: none)", style=STYLE,
+                                               layout=widgets.Layout(width="230px"))
+        self.payload = widgets.Textarea(value="", description="Payload (JSON)", style=STYLE,
+                                        placeholder="empty: the example from the endpoint's schema",
+                                        layout=widgets.Layout(width="98%", height="70px"))
+        if payload is not None:
+            preview = self._preview(payload)
+            if preview is not None:
+                self.payload.value = self._payload_preview = preview
+            else:
+                self.payload.placeholder = "the payload given in code (too large to show)"
+        self.run_button = widgets.Button(description="Run", button_style="primary", icon="play",
+                                         tooltip="run the sweep in the background")
+        self.stop_button = widgets.Button(description="Stop", button_style="warning", icon="stop",
+                                          disabled=True, tooltip="end the current step and stop")
+        self.apply_button = widgets.Button(description="Apply", button_style="success", icon="check",
+                                           disabled=True,
+                                           tooltip="resize the endpoint as recommended and wait until READY")
+        self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, description="Progress",
+                                              style=STYLE, layout=widgets.Layout(width="60%"))
+        self.status = widgets.HTML(value="Set the inputs and press Run.")
+        self.chart = widgets.Output(layout=widgets.Layout(min_height="40px"))
+        self.results = widgets.Output()
+        self.card = widgets.HTML(value="")
+
+        self.run_button.on_click(lambda _: self.run())
+        self.stop_button.on_click(lambda _: self.stop())
+        self.apply_button.on_click(lambda _: self.apply())
+        self.target_qps.observe(self._targets_changed, "value")
+        self.p99_ms.observe(self._targets_changed, "value")
+
+        children = [
+            self.title,
+            widgets.HBox([self.concurrency, self.duration, self.target_qps, self.p99_ms]),
+            self.payload,
+            widgets.HBox([self.run_button, self.stop_button, self.apply_button]),
+            widgets.HBox([self.progress, self.status]),
+            self.chart,
+            self.results,
+            self.card,
+        ]
+        super().__init__(children=children, **kwargs)
+
+    # ------------------------------------------------------------------------------------------
+    # helpers
+
+    @property
+    def client(self):
+        if self._client is None:
+            from .. import api
+
+            self._client = api.get_client()
+        return self._client
+
+    @staticmethod
+    def _preview(payload: Any) -> str | None:
+        try:
+            text = json.dumps(payload) if isinstance(payload, (dict, list)) else None
+            if text is None:
+                from .target import encode_payload
+
+                text = encode_payload(payload).decode("utf-8")
+        except (TypeError, ValueError, UnicodeDecodeError):
+            return None
+        return text if len(text) <= PAYLOAD_PREVIEW_BYTES else None
+
+    def _say(self, message: str, kind: str = "") -> None:
+        color = {"error": "#b42318", "warning": "#a15c00", "ok": "#1a7f37"}.get(kind, "inherit")
+        self.status.value = f"<span style='color:{color}'>{html.escape(message)}</span>"
+
+    def _targets(self) -> tuple[float | None, float | None]:
+        return (self.target_qps.value or None), (self.p99_ms.value or None)
+
+    def _body(self) -> Any:
+        text = self.payload.value.strip()
+        if self._payload is not None and (text == (self._payload_preview or "") or not text):
+            return self._payload
+        if not text:
+            body = nb.default_payload(self.client, self.name, self.entity)
+            self._payload_preview = json.dumps(body)
+            self.payload.value = self._payload_preview
+            return body
+        return nb.resolve_payload(self.client, self.name, text, self.entity)
+
+    def _show_chart(self, png: bytes) -> None:
+        self.chart_png = png
+        self.chart.outputs = (_png_output(png),)
+
+    def _show_frame(self, frame) -> None:
+        shown = nb.table(frame)
+        self.results.outputs = (_html_output(shown.to_html(), shown.to_string()),)
+
+    def _show_card(self, applied: str | None = None) -> None:
+        rec = self.recommendation
+        if rec is None:
+            hint = ("Set a target QPS for a sizing recommendation." if self.frame is not None
+                    and len(self.frame) and not self._targets()[0] else "")
+            self.card.value = f"<div style='color:#555'>{html.escape(hint)}</div>" if hint else ""
+        else:
+            self.card.value = nb.recommendation_html(rec, applied=applied)
+        self.apply_button.disabled = rec is None or self.running or self.applying
+
+    def _recommend(self) -> None:
+        from .sizing import recommend
+
+        target, p99 = self._targets()
+        self.recommendation = None
+        if target and self.frame is not None and len(self.frame):
+            try:
+                self.recommendation = recommend(self.frame, target, p99_target_ms=p99)
+            except ValueError as err:
+                self._say(f"No recommendation: {err}", "warning")
+        if self.result is not None:
+            self.result.recommendation = self.recommendation
+            self.result.target_qps, self.result.p99_ms = target, p99
+        self._show_card()
+
+    def _targets_changed(self, change) -> None:
+        if not self.running and self.frame is not None:
+            self._recommend()
+            if self.frame is not None and len(self.frame):
+                target, p99 = self._targets()
+                self._show_chart(nb.render_png(self.name, self.frame, duration=self.duration.value,
+                                               target_qps=target, p99_ms=p99))
+
+    # ------------------------------------------------------------------------------------------
+    # actions (return at once; the work runs in threads)
+
+    def run(self) -> None:
+        """Start a sweep with the current inputs (what the Run button does)."""
+        with self._lock:
+            if self.running or self.applying:
+                return
+            try:
+                levels = nb.parse_levels(self.concurrency.value)
+            except nb.BenchError as err:
+                self.error = err
+                self._say(str(err), "error")
+                return
+            self.running = True
+        self.error = None
+        self.frame = self.result = self.recommendation = self._job = None
+        self.steps_done = 0
+        self._stop = threading.Event()
+        self.run_button.disabled = True
+        self.apply_button.disabled = True
+        self.stop_button.disabled = False
+        self.progress.bar_style = ""
+        self.progress.max = float(len(levels))
+        self.progress.value = 0.0
+        self.card.value = ""
+        self.results.outputs = ()
+        self._say("Starting…")
+        self._thread = threading.Thread(target=self._work, args=(levels,), daemon=True,
+                                        name="jupyter-serving-bench-widget")
+        self._thread.start()
+
+    def stop(self) -> None:
+        """End the current step and run no further steps (what the Stop button does)."""
+        self._stop.set()
+        job = self._job
+        if job is not None:
+            job.stop()
+        if self.running:
+            self.stop_button.disabled = True
+            self._say("Stopping after the current step's requests return…", "warning")
+
+    def apply(self) -> None:
+        """Resize the endpoint as recommended, in the background (what the Apply button does)."""
+        with self._lock:
+            if self.recommendation is None or self.running or self.applying:
+                return
+            self.applying = True
+        self.apply_button.disabled = True
+        self.run_button.disabled = True
+        self._apply_thread = threading.Thread(target=self._apply_work, args=(self.recommendation,),
+                                              daemon=True, name="jupyter-serving-bench-apply")
+        self._apply_thread.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the running benchmark and Apply; True when both are finished."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in (self._thread, self._apply_thread):
+            if thread is not None:
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                if thread.is_alive():
+                    return False
+        return True
+
+    # ------------------------------------------------------------------------------------------
+    # background work
+
+    def _work(self, levels: list[int]) -> None:
+        from .runner import BenchmarkJob, sweep, to_frame
+
+        duration, warmup = float(self.duration.value), self.warmup
+        step_s = duration + warmup
+        steps: list = []
+        try:
+            self._say("Reading the endpoint…")
+            status = nb.check_endpoint(self.client, self.name, self.entity)
+            limit = nb.entity_limit(status, self.entity)
+            notes = nb.limit_notes(levels, limit)
+            body = self._body()
+            host, token = nb.host_and_token(self.client)
+            if self._stop.is_set():
+                raise _Stopped()
+
+            def on_step(step) -> None:  # the load generator's thread, between steps
+                steps.append(step)
+                self.frame = to_frame(list(steps))
+                self.steps_done = len(steps)
+                self.progress.value = float(len(steps))
+                target, p99 = self._targets()
+                self._show_frame(self.frame)
+                self._show_chart(nb.render_png(self.name, self.frame, duration=duration,
+                                               target_qps=target, p99_ms=p99))
+
+            self._job = job = BenchmarkJob(sweep, host, token, self.name, body, levels, duration=duration,
+                                           warmup=warmup, entity=self.entity, on_step=on_step)
+            job.start()
+            if self._stop.is_set():
+                job.stop()
+            step_started, seen = time.monotonic(), 0
+            while not job.wait(0.2):
+                if len(steps) != seen:
+                    seen, step_started = len(steps), time.monotonic()
+                if not self._stop.is_set() and seen < len(levels):
+                    fraction = min((time.monotonic() - step_started) / step_s, 0.95)
+                    self.progress.value = seen + fraction
+                    above = limit is not None and levels[seen] > limit
+                    self._say(f"Step {seen + 1}/{len(levels)}: concurrency {levels[seen]} "
+                              f"({duration:g} s after {warmup:g} s warm-up)…"
+                              + (f" Above the endpoint's {limit} concurrent requests: expect 429s."
+                                 if above else ""))
+            frame = job.result()
+            self.frame = frame if frame is not None else to_frame(steps)
+            stopped = self._stop.is_set() or bool(len(self.frame) and self.frame["interrupted"].any())
+            target, p99 = self._targets()
+            self.result = nb.BenchResult(endpoint=self.name, frame=self.frame, mode="closed",
+                                         entity=self.entity, duration=duration, target_qps=target,
+                                         p99_ms=p99, interrupted=stopped, notes=notes, client=self.client,
+                                         _png=self.chart_png)
+            self._recommend()
+            if len(self.frame):
+                self._show_frame(self.frame)
+            if stopped:
+                self.progress.bar_style = "warning"
+                self._say(f"Stopped after {len(self.frame)} of {len(levels)} step(s).", "warning")
+            else:
+                self.progress.value = self.progress.max
+                self.progress.bar_style = "success"
+                self._say(f"Done: {len(self.frame)} step(s)." + (f" {notes[0]}" if notes else ""), "ok")
+        except _Stopped:
+            self.progress.bar_style = "warning"
+            self._say("Stopped before the first step.", "warning")
+        except Exception as err:  # noqa: BLE001 - shown in the widget, kept in .error
+            self.error = err
+            self.progress.bar_style = "danger"
+            self._say(_message(err), "error")
+        finally:
+            self.run_button.disabled = False
+            self.stop_button.disabled = True
+            self.apply_button.disabled = self.recommendation is None or self.applying
+            self.running = False  # last: whoever waits on it sees the final state
+
+    def _apply_work(self, rec) -> None:
+        changes = nb.config_changes(rec)
+        what = ", ".join(f"{k}={v}" for k, v in changes.items())
+        try:
+            self._say(f"Applying {what}…")
+
+            def progress(status, elapsed) -> None:
+                self._say(f"Applying {what}: {status.progress_line(elapsed)}")
+
+            status = nb.apply_recommendation(self.client, self.name, rec, entity=self.entity,
+                                             on_progress=progress)
+            done = f"Applied {what}: endpoint '{self.name}' is {status.state}."
+            self._show_card(applied=done)
+            self._say(done, "ok")
+        except Exception as err:  # noqa: BLE001
+            self.error = err
+            self._say(f"Apply failed: {_message(err)}", "error")
+        finally:
+            self.run_button.disabled = self.running
+            self.apply_button.disabled = self.recommendation is None or self.running
+            self.applying = False  # last: whoever waits on it sees the final state
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _message(err: BaseException) -> str:
+    from ..errors import ServingError
+
+    if isinstance(err, ServingError):
+        return str(err)
+    try:
+        return str(nb._engine_error(err))
+    except BaseException:  # noqa: BLE001 - not an engine error: name it
+        return f"{type(err).__name__}: {err}"
+
+
+__all__ = ["BenchmarkWidget"]
