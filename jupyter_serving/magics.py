@@ -583,6 +583,8 @@ class ServeMagics(Magics, Configurable):
         return None
 
     def _cmd_schema(self, args: list[str], ns: dict):
+        from .query_body import compact_json
+
         opts = self._parse("schema", args)
         client = self._client()
         if opts.openapi:
@@ -591,7 +593,7 @@ class ServeMagics(Magics, Configurable):
         head = f"%%query {opts.name}" + (f" --entity {opts.entity}" if opts.entity else "")
         print(f"# Request template for '{opts.name}' (fill in the values, then run it):")
         print(head)
-        print(json.dumps(template, indent=2))
+        print(compact_json(template))
         return None
 
     def _cmd_permissions(self, args: list[str], ns: dict):

@@ -381,3 +381,32 @@ def parse_body(text: str, namespace: Mapping[str, Any] | None = None) -> Body:
 def request_bytes(request: dict) -> bytes:
     """The JSON bytes to POST (strict JSON: NaN and inf become null)."""
     return json.dumps(jsonable(request), allow_nan=False).encode("utf-8")
+
+
+def compact_json(value: Any, width: int = 88, indent: int = 0, used: int | None = None) -> str:
+    """JSON for people: a container goes on one line when it fits in `width`, else one item per line
+    (a dataframe_split template keeps one row per line instead of one number per line). `used` is
+    how much of the current line is taken already (default: the indent)."""
+    flat = json.dumps(value)
+    used = indent if used is None else used
+    if used + len(flat) < width or not isinstance(value, (dict, list)) or not value:  # room for a ","
+        return flat
+    inner = indent + 2
+    pad = " " * inner
+    if isinstance(value, dict):
+        items = []
+        for key, item in value.items():
+            head = f"{pad}{json.dumps(str(key))}: "
+            items.append(head + compact_json(item, width, inner, len(head)))
+        return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
+    if not any(isinstance(item, (dict, list)) for item in value):  # scalars: fill the lines
+        lines, line = [], ""
+        for text in (json.dumps(item) for item in value):
+            if line and inner + len(line) + len(text) + 3 > width:  # ", " and a trailing ","
+                lines.append(line + ",")
+                line = ""
+            line = f"{line}, {text}" if line else text
+        lines.append(line)
+        return "[\n" + "\n".join(pad + ln for ln in lines) + "\n" + " " * indent + "]"
+    items = [pad + compact_json(item, width, inner) for item in value]
+    return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
