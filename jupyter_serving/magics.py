@@ -33,7 +33,7 @@ SUBCOMMANDS: dict[str, str] = {
     "list": "all endpoints as a DataFrame",
     "status": "an endpoint's state, entities, traffic and pending config (`--watch` to follow it)",
     "update": "change a served entity: `update NAME --entity E --version V ...`",
-    "traffic": "split traffic: `traffic NAME E1=80 E2=20`",
+    "traffic": "split traffic: `traffic NAME E1=80 E2=20` (no split: sliders)",
     "stop": "stop an endpoint (it refuses queries until started)",
     "start": "start a stopped endpoint",
     "delete": "delete an endpoint: `delete NAME --yes`",
@@ -41,6 +41,7 @@ SUBCOMMANDS: dict[str, str] = {
     "schema": "the request format, as a %%query template",
     "permissions": "who may do what: `permissions NAME [--grant USER LEVEL]`",
     "tags": "show or change tags: `tags NAME [k=v ...] [--remove k ...]`",
+    "ui": "a form to create an endpoint (model, GPU workload, concurrency, traffic)",
     "bench": "load-test an endpoint and size its concurrency: `bench NAME [--target-qps Q] [--concurrency 1,2,4,8]`",
     "help": "this help, or `help SUBCOMMAND`",
 }
@@ -285,7 +286,7 @@ class ServeMagics(Magics, Configurable):
             p.add_argument("--timeout", type=float)
         elif sub == "traffic":
             p.add_argument("name")
-            p.add_argument("routes", nargs="+", metavar="E=P")
+            p.add_argument("routes", nargs="*", metavar="E=P", help="the new split; none opens the traffic editor")
             p.add_argument("--no-wait", action="store_true")
         elif sub in ("stop", "start"):
             p.add_argument("name")
@@ -310,6 +311,11 @@ class ServeMagics(Magics, Configurable):
             p.add_argument("name")
             p.add_argument("set", nargs="*", metavar="K=V")
             p.add_argument("--remove", nargs="+", default=[], metavar="K")
+        elif sub == "ui":
+            p.add_argument("name", nargs="?", help="endpoint name (default: from the model)")
+            p.add_argument("--model", "-m", help="preselect a registered model")
+            p.add_argument("--version", help="preselect its version")
+            p.add_argument("--workload-type", help="preselect a workload type")
         elif sub == "bench":
             from .bench.notebook import add_bench_arguments
 
@@ -471,18 +477,10 @@ class ServeMagics(Magics, Configurable):
         if not opts.watch or status.is_settled:
             return status
         timeout = float(opts.timeout if opts.timeout is not None else self.wait_timeout)
-        if _in_kernel(self.shell):
-            from IPython.display import display
+        if _in_kernel(self.shell):  # a panel that polls in the background: the kernel stays free
+            from .widgets import status_panel
 
-            handle = display(status, display_id=True)
-
-            def refresh(st, elapsed):
-                handle.update(st)
-            try:
-                client.wait(opts.name, timeout=timeout, on_progress=refresh, raise_on_failure=False)
-            except KeyboardInterrupt:
-                print("Stopped watching.")
-            return None
+            return status_panel(opts.name, client, initial=status, timeout=timeout)
         try:
             return client.wait(opts.name, timeout=timeout, on_progress=_Progress(self.shell, "Watching"),
                                raise_on_failure=False)
@@ -516,8 +514,12 @@ class ServeMagics(Magics, Configurable):
         from .arguments import parse_traffic
 
         opts = self._parse("traffic", args)
-        routes = parse_traffic(opts.routes)
         client = self._client()
+        if not opts.routes:
+            from .widgets import traffic_editor
+
+            return traffic_editor(opts.name, client)
+        routes = parse_traffic(opts.routes)
         kwargs: dict[str, Any] = {"wait": not opts.no_wait}
         if not opts.no_wait:
             kwargs.update(self._wait_kwargs("Updating", None))
@@ -603,6 +605,13 @@ class ServeMagics(Magics, Configurable):
             principal, level = opts.grant
             return client.grant(opts.name, principal, level)
         return client.permissions(opts.name)
+
+    def _cmd_ui(self, args: list[str], ns: dict):
+        from .widgets import create_form
+
+        opts = self._parse("ui", args)
+        return create_form(self._client(), model=opts.model, version=opts.version, name=opts.name,
+                           workload_type=opts.workload_type)
 
     def _cmd_bench(self, args: list[str], ns: dict):
         from .bench.notebook import run_bench_args

@@ -428,3 +428,15 @@ def test_local_backend_starts_on_demand_and_again(ip, tmp_path):
     finally:
         localctl.stop(home)
         api.connect()
+
+
+def test_widget_subcommands_return_the_forms(ip, iris_ep, iris_models):
+    from jupyter_serving.widgets import CreateEndpointForm, TrafficEditor
+
+    form = ok(ip, f"%serve ui --model {iris_models['name']}").value
+    assert isinstance(form, CreateEndpointForm)
+    editor = ok(ip, f"%serve traffic {iris_ep}").value
+    assert isinstance(editor, TrafficEditor)
+    assert "No serving endpoint named" in one_line_error(run(ip, "%serve traffic no-such-endpoint"))
+    form.close()
+    editor.close()

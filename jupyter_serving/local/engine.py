@@ -68,7 +68,7 @@ class EntityRuntime:
     scale_to_zero: bool
     in_flight: int = 0
     last_used: float = field(default_factory=time.monotonic)
-    status: str = "starting"  # starting | ready | recovering | scaled_to_zero | stopped
+    status: str = "starting"  # starting | ready | recovering | scaled_to_zero | draining | stopped
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -351,11 +351,11 @@ class Engine:
             log.warning("endpoint %s: config version %s failed: %s", name, version, "; ".join(failures))
             self.save(doc)
             return
+        # Switch traffic to the new servers first, then drain the old ones: no request sees a gap.
+        self.runtimes[name] = new
         for rt in old.values():
             if rt not in new.values():
-                rt.status = "stopped"
-                await rt.server.stop()
-        self.runtimes[name] = new
+                asyncio.create_task(self._drain_and_stop(rt))
         serving = copy.deepcopy(target)
         serving.pop("start_time", None)
         doc["config"] = serving
@@ -364,6 +364,15 @@ class Engine:
             doc["pending_config"] = None
             doc["state"]["config_update"] = NOT_UPDATING
         self.save(doc)
+
+    async def _drain_and_stop(self, rt: EntityRuntime, grace_s: float = 60.0) -> None:
+        """Stop a server that no longer receives traffic once its in-flight requests have finished."""
+        rt.status = "draining"
+        deadline = time.monotonic() + grace_s
+        while rt.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        rt.status = "stopped"
+        await rt.server.stop()
 
     def _new_runtime(self, endpoint: str, entity: dict) -> EntityRuntime:
         limit = entity_concurrency(entity)[1]

@@ -1,0 +1,30 @@
+"""Notebook widgets for model serving (ipywidgets; imported only when used).
+
+    from jupyter_serving.widgets import CreateEndpointForm, TrafficEditor, StatusPanel
+    CreateEndpointForm()          # pick models, GPU workload, traffic; Create; Show code
+    TrafficEditor("iris")         # sliders kept at 100 %, Apply
+    StatusPanel("iris")           # live status, polled from a thread
+
+The magics call `create_form(client)` (`%serve ui`), `traffic_editor(name, client)`
+(`%serve traffic NAME`) and `status_panel(name, client)` (`%serve status NAME --watch`). Every long
+operation runs in a background thread: the kernel stays free while a widget works.
+"""
+from .catalog import ModelCatalog, ModelInfo, StaticCatalog
+from .create_form import CreateEndpointForm, EntityEditor, create_form
+from .status_panel import StatusPanel, render_status, status_panel
+from .traffic_editor import TrafficEditor, TrafficSliders, traffic_editor
+
+__all__ = [
+    "CreateEndpointForm",
+    "EntityEditor",
+    "ModelCatalog",
+    "ModelInfo",
+    "StaticCatalog",
+    "StatusPanel",
+    "TrafficEditor",
+    "TrafficSliders",
+    "create_form",
+    "render_status",
+    "status_panel",
+    "traffic_editor",
+]

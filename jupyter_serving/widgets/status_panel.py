@@ -1,0 +1,272 @@
+"""`StatusPanel(name)`: an endpoint's state, followed live from a background thread.
+
+Polls GET in a thread (never the kernel's): other cells run while it updates. Shows the endpoint
+state, the update state, config version, every served entity's deployment state and message, the
+pending config, and after a failure the tail of the failed entity's build logs. Polling backs off
+(×1.5 per poll up to the client's `poll_max_interval`) and stops when the endpoint settles, when
+"Stop" is clicked, or when the widget is closed. `%serve status NAME --watch` renders it.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import ipywidgets as W
+from traitlets import Bool, Int, Unicode
+
+from ..errors import NotFoundError, ServingError
+from ..status import EndpointStatus, describe_entity_model, describe_workload, traffic_of
+from ._common import (
+    AMBER, BOX_STYLE, GREEN, GREY, RED, badge, entity_colors, esc, message_of, note, resolve_client, table,
+    traffic_bar,
+)
+
+LOG_TAIL_LINES = 20
+FAILED_DEPLOYMENTS = ("DEPLOYMENT_FAILED", "DEPLOYMENT_ABORTED")
+DEPLOYMENT_COLORS = {"DEPLOYMENT_READY": GREEN, "DEPLOYMENT_CREATING": AMBER, "DEPLOYMENT_RECOVERING": AMBER,
+                     "DEPLOYMENT_FAILED": RED, "DEPLOYMENT_ABORTED": RED}
+
+
+def state_badge(status: EndpointStatus) -> str:
+    if status.is_stopped:
+        return badge("STOPPED", GREY)
+    color = GREEN if status.ready == "READY" else (AMBER if status.is_updating else RED)
+    return badge(status.ready or "UNKNOWN", color)
+
+
+def update_badge(status: EndpointStatus) -> str:
+    cu = status.config_update or "UNKNOWN"
+    color = {"NOT_UPDATING": GREEN, "IN_PROGRESS": AMBER}.get(cu, RED)
+    return badge(cu, color)
+
+
+def failed_entity(status: EndpointStatus) -> str | None:
+    """The served entity whose deployment failed (pending config first), if any."""
+    for ents in (status.pending_entities, status.entities):
+        for e in ents:
+            if (e.get("state") or {}).get("deployment") in FAILED_DEPLOYMENTS:
+                return e.get("name")
+    return None
+
+
+def _entities_table(entities: list[dict], traffic: dict[str, int]) -> str:
+    rows = []
+    for e in entities:
+        st = e.get("state") or {}
+        dep = st.get("deployment") or ""
+        color = DEPLOYMENT_COLORS.get(dep, GREY)
+        rows.append([
+            f"<b style=\"white-space:nowrap\">{esc(str(e.get('name', '')))}</b>",
+            esc(describe_entity_model(e)),
+            esc(describe_workload(e)),
+            f"{traffic[e['name']]}%" if e.get("name") in traffic else "–",
+            f'<span style="color:{color};font-weight:600">{esc(dep.replace("DEPLOYMENT_", "") or "–")}</span>',
+            esc(st.get("deployment_state_message") or ""),
+        ])
+    return table(["Entity", "Model", "Workload", "Traffic", "Deployment", "Message"], rows)
+
+
+def render_status(status: EndpointStatus, *, elapsed: float | None = None, polling: bool = False,
+                  logs: str | None = None, logs_entity: str | None = None, error: str = "") -> str:
+    """The panel's HTML for one GET (pure, so it can be tested and reused)."""
+    parts = []
+    meta = []
+    if status.config_version is not None:
+        meta.append(f"config version <b>{esc(str(status.config_version))}</b>")
+    if polling:
+        meta.append("⟳ watching" + (f" · {elapsed:.0f} s" if elapsed is not None else ""))
+    elif elapsed is not None:
+        meta.append(f"checked after {elapsed:.0f} s")
+    parts.append(
+        f'<div style="display:flex;gap:10px;align-items:center;flex-wrap:wrap;font-size:14px">'
+        f'<b style="font-size:15px">{esc(status.name)}</b> {state_badge(status)}'
+        f'<span style="color:{GREY}">update</span> {update_badge(status)}'
+        f'<span style="color:{GREY}">{" · ".join(meta)}</span></div>')
+    if status.entities:
+        traffic = status.traffic
+        heading = (f"Serving (config v{status.config_version})" if status.ready == "READY"
+                   else f"Config v{status.config_version} (not serving)")
+        parts.append(f'<div style="margin-top:6px;font-weight:600">{esc(heading)}</div>')
+        parts.append(_entities_table(status.entities, traffic))
+        if len(traffic) > 1:
+            parts.append(traffic_bar(traffic, entity_colors(status.entity_names)))
+    else:
+        parts.append(f'<div style="margin-top:6px;color:{GREY}">No config serves yet.</div>')
+    pending = status.pending_config
+    if pending:
+        since = pending.get("start_time")
+        since_text = ""
+        if since:
+            since_text = f" · started {max(0.0, time.time() - int(since) / 1000):.0f} s ago"
+        parts.append(f'<div style="margin-top:6px;font-weight:600">Pending config '
+                     f'v{esc(str(pending.get("config_version", "?")))}{esc(since_text)}</div>')
+        parts.append(_entities_table(status.pending_entities, traffic_of(pending)))
+    if status.update_failed:
+        keeps = " The previous config keeps serving." if status.ready == "READY" and status.entities else ""
+        parts.append(note(f"Update failed: {status.failure_reason().rstrip('.')}.{keeps}", "error"))
+    elif status.is_updating:
+        parts.append(note("Update in progress: the current config serves until the new one is ready.", "info"))
+    elif status.is_ready:
+        parts.append(note("Ready: the endpoint accepts queries.", "ok"))
+    elif status.is_stopped:
+        parts.append(note(f"Stopped: start it with %serve start {status.name}.", "warning"))
+    if logs is not None:
+        parts.append(f'<div style="margin-top:6px;font-weight:600">Build logs of {esc(logs_entity or "")} '
+                     f"(last {LOG_TAIL_LINES} lines)</div>")
+        # no scroll box: the last lines, which say what failed, must be visible without scrolling
+        parts.append('<pre style="background:#f6f8fa;border:1px solid #d0d7de;padding:6px;font-size:12px;'
+                     f'white-space:pre-wrap;margin:2px 0">{esc(logs or "(empty)")}</pre>')
+    if error:
+        parts.append(note(error, "warning"))
+    return "\n".join(parts)
+
+
+class StatusPanel(W.VBox):
+    """Live status of endpoint `name`. Traits: `state` (READY/NOT_READY/STOPPED), `config_update`,
+    `config_version`, `polling`, `polls`, `error`, `logs`."""
+
+    state = Unicode("", help="READY, NOT_READY or STOPPED ('' before the first poll)")
+    config_update = Unicode("")
+    config_version = Unicode("")
+    polling = Bool(False)
+    polls = Int(0)
+    error = Unicode("")
+    logs = Unicode("")
+
+    def __init__(self, name: str, client: Any = None, *, start: bool = True, interval: float = 0.5,
+                 max_interval: float | None = None, timeout: float = 3600.0, title: str | None = None,
+                 initial: EndpointStatus | None = None, **kwargs):
+        self.name = name
+        self.client = resolve_client(client)
+        self.interval = float(interval)
+        self.max_interval = float(max_interval if max_interval is not None
+                                  else getattr(self.client, "poll_max_interval", 5.0))
+        self.timeout = float(timeout)
+        self.status: EndpointStatus | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._started_at = time.monotonic()
+        self.title = W.HTML(f'<div style="font-size:14px;font-weight:600">{esc(title)}</div>' if title else "")
+        self.body = W.HTML(f'<div style="color:{GREY}">Reading endpoint {esc(name)}…</div>')
+        self.refresh_button = W.Button(description="Refresh", icon="refresh", tooltip="Poll again until settled",
+                                       layout=W.Layout(width="110px"))
+        self.stop_button = W.Button(description="Stop watching", icon="stop", layout=W.Layout(width="140px"),
+                                    disabled=True)
+        self.refresh_button.on_click(lambda _: self.start())
+        self.stop_button.on_click(lambda _: self.stop())
+        super().__init__([self.title, self.body, W.HBox([self.refresh_button, self.stop_button])],
+                         layout=W.Layout(**BOX_STYLE), **kwargs)
+        self.add_class("jupyter-serving-status")
+        if initial is not None:  # a GET the caller already made: show it before the first poll
+            self._update(initial, 0.0)
+            self.polls = 0
+        if start:
+            self.start()
+
+    # -- control ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        """(Re)start polling until the endpoint settles. Does nothing if already polling."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop = threading.Event()
+            self._started_at = time.monotonic()
+            self.polling = True
+            self.stop_button.disabled = False
+            self._thread = threading.Thread(target=self._run, args=(self._stop,), daemon=True,
+                                            name=f"serving-status-{self.name}")
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling (the endpoint is not touched)."""
+        self._stop.set()
+
+    def close(self) -> None:
+        self.stop()
+        super().close()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the polling thread to end (for scripts and tests); True if it ended."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    # -- polling ------------------------------------------------------------------------------------
+    def _run(self, stop: threading.Event) -> None:
+        interval = self.interval
+        try:
+            while not stop.is_set():
+                elapsed = time.monotonic() - self._started_at
+                try:
+                    status = self.client.get(self.name)
+                except NotFoundError as err:
+                    self.error = message_of(err)
+                    self.body.value = note(self.error, "error")
+                    return
+                except ServingError as err:  # a hiccup: say so, keep polling (backed off)
+                    self.error = message_of(err) + " (retrying)"
+                    if self.status is not None:
+                        self._render(self.status, elapsed, polling=True)
+                    else:
+                        self.body.value = note(self.error, "warning")
+                else:
+                    self.error = ""
+                    self._update(status, elapsed)
+                    if status.is_settled:
+                        if status.update_failed or failed_entity(status):
+                            self._fetch_logs(status)
+                        self._render(status, elapsed, polling=False)
+                        return
+                if elapsed >= self.timeout:
+                    self.error = f"Stopped watching after {self.timeout:.0f} s; the endpoint is still updating."
+                    self._render(self.status, elapsed, polling=False)
+                    return
+                if stop.wait(interval):
+                    break
+                interval = min(interval * 1.5, self.max_interval)
+            if self.status is not None:
+                self._render(self.status, time.monotonic() - self._started_at, polling=False)
+        finally:
+            self.polling = False
+            self.stop_button.disabled = True
+
+    def _update(self, status: EndpointStatus, elapsed: float) -> None:
+        self.status = status
+        self.polls += 1
+        self.state = "STOPPED" if status.is_stopped else (status.ready or "")
+        self.config_update = status.config_update or ""
+        self.config_version = "" if status.config_version is None else str(status.config_version)
+        self._render(status, elapsed, polling=not status.is_settled)
+
+    def _render(self, status: EndpointStatus | None, elapsed: float, polling: bool) -> None:
+        if status is None:
+            return
+        entity = failed_entity(status)
+        self.body.value = render_status(status, elapsed=elapsed, polling=polling,
+                                        logs=self.logs if self.logs or entity else None,
+                                        logs_entity=entity, error=self.error)
+
+    def _fetch_logs(self, status: EndpointStatus) -> None:
+        entity = failed_entity(status) or (status.pending_entities or status.entities or [{}])[0].get("name")
+        if not entity:
+            return
+        try:
+            # Straight through the SDK: the failed entity may exist only in the pending config,
+            # which ServingClient.build_logs (active config only) would refuse.
+            res = self.client.workspace.serving_endpoints.build_logs(name=self.name, served_model_name=entity)
+            text = res.logs or ""
+        except Exception as err:  # noqa: BLE001 - logs are a bonus; say why they are missing
+            text = f"(build logs unavailable: {message_of(err)})"
+        lines = text.splitlines()
+        self.logs = "\n".join(lines[-LOG_TAIL_LINES:])
+
+
+def status_panel(name: str, client: Any = None, **kwargs) -> StatusPanel:
+    """What `%serve status NAME --watch` displays: a StatusPanel following the endpoint.
+
+    Pass `initial=client.get(name)` when you already have it: the panel shows it at once."""
+    return StatusPanel(name, client, **kwargs)
