@@ -369,15 +369,17 @@ class ServingClient:
         """
         start = time.monotonic()
         interval = 0.25
+        deploying: list[str] = []  # entities of the pending config: a failed update drops it
         while True:
             status = self.get(name)
+            deploying = [e.get("name") for e in status.pending_entities] or deploying
             elapsed = time.monotonic() - start
             if on_progress is not None:
                 on_progress(status, elapsed)
             done = until(status) if until is not None else status.is_settled
             if done or (until is not None and status.update_failed and status.is_settled):
                 if raise_on_failure and status.update_failed:
-                    raise self._failed(status)
+                    raise self._failed(status, deploying)
                 return status
             if elapsed >= timeout:
                 raise ServingTimeoutError(
@@ -386,19 +388,35 @@ class ServingClient:
             time.sleep(min(interval, max(0.05, timeout - elapsed)))
             interval = min(interval * 2, self.poll_max_interval)
 
-    def _failed(self, status: EndpointStatus) -> DeploymentFailedError:
-        entity = None
+    def _failed(self, status: EndpointStatus, deploying: list[str] | None = None) -> DeploymentFailedError:
+        entity, reason = None, None
         for e in status.pending_entities or status.entities:
             if (e.get("state") or {}).get("deployment") in ("DEPLOYMENT_FAILED", "DEPLOYMENT_ABORTED"):
                 entity = e.get("name")
                 break
+        if entity is None:
+            # A failed update's entities are gone from the endpoint; their build logs say what broke.
+            for candidate in [n for n in deploying or [] if n not in status.entity_names] or (deploying or []):
+                reason = self._build_log_error(status.name, candidate)
+                if reason:
+                    entity = candidate
+                    break
         entity = entity or (status.entity_names[0] if status.entity_names else "ENTITY")
+        reason = f"served entity '{entity}': {reason}" if reason else status.failure_reason().rstrip(". ")
         keeps = " The previous config keeps serving." if status.ready == "READY" else ""
         return DeploymentFailedError(
-            f"Endpoint '{status.name}' {status.config_update.lower().replace('_', ' ')}: "
-            f"{status.failure_reason().rstrip('. ')}.{keeps}",
+            f"Endpoint '{status.name}' {status.config_update.lower().replace('_', ' ')}: {reason}.{keeps}",
             f"See `%serve logs {status.name} {entity} --build`, fix the model, then update the endpoint.",
             error_code=status.config_update)
+
+    def _build_log_error(self, name: str, entity: str) -> str | None:
+        """The last exception line of an entity's build logs, or None."""
+        try:
+            text = self.workspace.serving_endpoints.build_logs(name=name, served_model_name=entity).logs or ""
+        except Exception:  # noqa: BLE001 - only a better message is at stake
+            return None
+        errors = [ln.strip() for ln in text.splitlines() if re.match(r"^\s*[\w.]*(Error|Exception)\b", ln)]
+        return errors[-1][:300] if errors else None
 
     # ------------------------------------------------------------------------------------------
     # creating and updating
@@ -764,8 +782,11 @@ class ServingClient:
 
     def _logs(self, name: str, entity: str | None, build: bool, tail: int | None) -> str:
         status = self.get(name)
-        names = [self._pick_entity(status, entity)] if (entity is not None or len(status.entity_names) == 1) \
-            else status.entity_names
+        if build and entity is not None:  # a failed update's entity keeps its build logs after it is gone
+            names = [entity]
+        else:
+            names = [self._pick_entity(status, entity)] if (entity is not None or len(status.entity_names) == 1) \
+                else status.entity_names
         kind = "build logs" if build else "logs"
         parts = []
         for ent in names:

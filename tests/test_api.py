@@ -252,6 +252,23 @@ def test_failed_deployment_raises_and_keeps_the_message(client, broken_model):
         client.delete(name)
 
 
+def test_failed_update_names_the_failing_entity_and_its_reason(client, iris_models, broken_model):
+    name = unique("badupd")
+    client.create(name, model=iris_models["name"], version=iris_models["versions"][0], timeout=180)
+    try:
+        with pytest.raises(DeploymentFailedError) as info:
+            client.update_config(name, entity=f"iris-{iris_models['versions'][0]}", model=broken_model["name"],
+                                 version=broken_model["version"], timeout=180)
+        message = str(info.value)
+        assert "served entity 'broken-1'" in message and "weights are corrupt" in message, message
+        assert "previous config keeps serving" in message and f"logs {name} broken-1 --build" in info.value.hint
+        # the failed entity is gone from the endpoint, its build logs are not
+        assert "weights are corrupt" in client.build_logs(name, "broken-1", tail=5)
+        assert client.get(name).entity_names == [f"iris-{iris_models['versions'][0]}"]
+    finally:
+        client.delete(name)
+
+
 def test_delete_then_not_found(client, iris_models):
     name = unique("gone")
     client.create(name, model=iris_models["name"], version=iris_models["versions"][0], wait=False)
