@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers
 
 from ..localctl import Paths
-from ..rules import RuleViolation, normalize_config, normalize_routes, validate_endpoint_name
-from .engine import SUSPENDED, Engine, StateError, now_ms
+from ..rules import RuleViolation, normalize_config, validate_endpoint_name
+from .engine import Engine, now_ms
 from .gateway import Gateway, GatewayError
 from .openapi import endpoint_openapi
 from .registry import read_model_metadata
@@ -447,4 +447,4 @@ def _validate_rate_limits(limits) -> None:
             raise ApiError("INVALID_PARAMETER_VALUE", "rate limit key must be 'user' or 'endpoint'.")
 
 
-__all__ = ["create_app", "SUSPENDED", "StateError"]
+__all__ = ["create_app"]

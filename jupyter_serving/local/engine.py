@@ -26,7 +26,7 @@ from ..rules import RESOURCE_CONFLICT, RuleViolation, entity_concurrency
 from ..workloads import find_workload_type
 from .registry import Registry
 from .store import Store
-from .supervisor import ModelServer, ModelServerFailed, tail
+from .supervisor import ModelServer, ModelServerFailed
 
 log = logging.getLogger("jupyter_serving.local")
 
@@ -204,13 +204,12 @@ class Engine:
         task = self.tasks.pop(name, None)
         if task:
             task.cancel()
-        doc = self.endpoints.pop(name)
+        del self.endpoints[name]
         self.store.delete_endpoint(name)
         for rt in self.runtimes.pop(name, {}).values():
             await rt.server.stop()
         for rt in self._pending_runtimes(name):
             await rt.server.stop()
-        del doc
 
     async def stop(self, name: str) -> dict:
         doc = self.get(name)
@@ -540,4 +539,4 @@ def _detect_gpus() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
-__all__ = ["Engine", "EntityRuntime", "StateError", "tail"]
+__all__ = ["Engine", "EntityRuntime", "StateError"]
