@@ -171,3 +171,22 @@ def test_backend_restart_keeps_every_endpoint(rest, iris_models, local_backend, 
     finally:
         rest.delete(serving)
         rest.delete(stopped)
+
+
+def test_update_interrupted_by_a_restart_resumes(rest, iris_models, local_backend, backend_home):
+    model, (v1, v2) = iris_models["name"], iris_models["versions"]
+    name = unique("resume")
+    assert rest.create(name, [entity(model, v1)]).status_code == 200
+    try:
+        rest.wait_ready(name)
+        accepted = rest.update(name, [entity(model, v2)])
+        assert accepted.status_code == 200 and accepted.json()["state"]["config_update"] == "IN_PROGRESS"
+        assert localctl.stop(backend_home)  # while the new model server is still loading
+        localctl.start(backend_home, port=local_backend.port, extra_args=["--scale-to-zero-idle", "3"])
+        doc = rest.wait_ready(name)
+        assert doc["config"]["config_version"] == 2
+        assert [e["entity_version"] for e in doc["config"]["served_entities"]] == [v2]
+        answer = rest.query(name, {"dataframe_records": iris_models["X"].head(1).to_dict("records")})
+        assert answer.status_code == 200 and answer.headers["served-model-name"] == f"iris-{v2}"
+    finally:
+        rest.delete(name)
