@@ -301,7 +301,7 @@ class Engine:
             reuse = next((rt for rt in old.values() if rt.key == key), None)
             if reuse is not None:
                 new[entity["name"]] = reuse
-                reuse.spec = _strip_states({"e": entity})["e"]
+                reuse.spec = _spec(entity)
                 reuse.limit = entity_concurrency(entity)[1]
                 reuse.scale_to_zero = bool(entity.get("scale_to_zero_enabled"))
                 entity["state"] = copy.deepcopy(_entity_doc(doc, reuse.name, "config") or {}).get(
@@ -375,7 +375,7 @@ class Engine:
 
     def _new_runtime(self, endpoint: str, entity: dict) -> EntityRuntime:
         limit = entity_concurrency(entity)[1]
-        spec = _strip_states({"e": entity})["e"]
+        spec = _spec(entity)
         env, _ = self._entity_env(spec)
         log_path = self.paths.logs / endpoint / f"{entity['name']}.log"
         server = ModelServer("", log_path, threads=max(limit, 4), env=env)
@@ -493,12 +493,13 @@ def _entity_state(deployment: str, message: str) -> dict:
     return {"deployment": deployment, "deployment_state_message": message}
 
 
+def _spec(entity: dict) -> dict:
+    """A served entity as configured: without its reported deployment state."""
+    return {k: copy.deepcopy(v) for k, v in entity.items() if k != "state"}
+
+
 def _strip_states(config: dict) -> dict:
-    config = copy.deepcopy(config)
-    for entity in config.get("served_entities", []) if "served_entities" in config else config.values():
-        if isinstance(entity, dict):
-            entity.pop("state", None)
-    return config
+    return {**copy.deepcopy(config), "served_entities": [_spec(e) for e in config["served_entities"]]}
 
 
 def _entity_doc(doc: dict, entity_name: str, which: str) -> dict | None:

@@ -432,7 +432,7 @@ export class ServingPanel extends Widget {
         `Open status: run %serve status ${ep.name} --watch in the notebook`,
         null,
         busy,
-        () => void this._notebookAction(ep.name, 'opening', () => this._actions.openStatus(ep.name))
+        () => void this._withBusy(ep.name, 'opening', () => this._actions.openStatus(ep.name))
       ),
       this._button(
         'query',
@@ -441,7 +441,7 @@ export class ServingPanel extends Widget {
         null,
         busy || stopped,
         () =>
-          void this._notebookAction(ep.name, 'inserting', () => this._actions.insertQueryCell(ep.name))
+          void this._withBusy(ep.name, 'inserting', () => this._actions.insertQueryCell(ep.name))
       ),
       h('span', { class: 'jp-ServingEndpoint-spacer' }),
       this._button('delete', '', `Delete ${ep.name}${noRight}`, deleteIcon, busy || !manage, () =>
@@ -452,21 +452,13 @@ export class ServingPanel extends Widget {
   }
 
   private async _act(name: string, busy: Busy, fn: () => Promise<unknown>): Promise<void> {
-    this._busy.set(name, busy);
-    this._cardErrors.delete(name);
-    this._render();
-    try {
+    await this._withBusy(name, busy, async () => {
       await fn();
-    } catch (error) {
-      this._cardErrors.set(name, (error as Error).message);
-    } finally {
-      this._busy.delete(name);
-    }
-    this._render();
+    });
     await this.refresh();
   }
 
-  private async _notebookAction(name: string, busy: Busy, fn: () => Promise<void>): Promise<void> {
+  private async _withBusy(name: string, busy: Busy, fn: () => Promise<void>): Promise<void> {
     this._busy.set(name, busy);
     this._cardErrors.delete(name);
     this._render();
