@@ -1,6 +1,6 @@
 """How close does our load generator get to wrk? Loopback only.
 
-Part 1 (ceiling): the same trivial server (bench.fakeserver, a raw asyncio server answering fixed
+Part 1 (ceiling): the same trivial server (tests/fakeserver.py, a raw asyncio server answering fixed
 JSON) is hit by wrk and by our generator with the same connection count, server pinned to one
 core, clients to the other. Goal: ours >= 0.3 × wrk's QPS.
 
@@ -66,7 +66,7 @@ def stop_process(process: subprocess.Popen) -> None:
 
 def start_fake_server() -> tuple[subprocess.Popen, int]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_serving.bench.fakeserver", "--port", "0"],
+        [sys.executable, str(Path(__file__).resolve().parent.parent / "tests" / "fakeserver.py"), "--port", "0"],
         stdout=subprocess.PIPE, text=True, preexec_fn=pinned(SERVER_CORE), start_new_session=True,
         cwd=Path(__file__).resolve().parent.parent)
     line = process.stdout.readline()

@@ -9,7 +9,7 @@ import argparse
 import os
 import time
 
-from jupyter_serving import localctl
+from jupyter_serving.client import localctl
 
 
 def main() -> None:

@@ -1,16 +1,16 @@
 """jupyter-serving: model serving, driven from the notebook."""
-__version__ = "0.1.0"
+from jupyter_serving._version import __version__  # noqa: F401  (re-exported)
 
 
 def load_ipython_extension(ip):
     """`%load_ext jupyter_serving`: register %serve and %%query (imports stay light)."""
-    from .magics import load_ipython_extension as _load
+    from jupyter_serving.magics import load_ipython_extension as _load
 
     _load(ip)
 
 
 def unload_ipython_extension(ip):
-    from .magics import unload_ipython_extension as _unload
+    from jupyter_serving.magics import unload_ipython_extension as _unload
 
     _unload(ip)
 
@@ -28,6 +28,6 @@ def _jupyter_server_extension_points():
 
 
 def _load_jupyter_server_extension(server_app):
-    from .serverext import load_jupyter_server_extension as _load
+    from jupyter_serving.serverext import load_jupyter_server_extension as _load
 
     _load(server_app)

@@ -8,8 +8,8 @@ import sys
 import urllib.error
 import urllib.request
 
-from . import localctl
-from .workloads import CLOUDS
+from jupyter_serving.client import localctl
+from jupyter_serving.core.workloads import CLOUDS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "start":
         extra = ["--scale-to-zero-idle", str(args.scale_to_zero_idle)] if args.scale_to_zero_idle else []
         if args.foreground:
-            from .local.__main__ import main as serve
+            from jupyter_serving.local.__main__ import main as serve
 
             serve(["--port", str(args.port)] + (["--data-dir", args.data_dir] if args.data_dir else [])
                   + (["--cloud", args.cloud] if args.cloud else []) + extra)

@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import tornado.web
 from jupyter_server.auth.decorator import authorized
@@ -33,8 +34,7 @@ from jupyter_server.utils import url_path_join
 from traitlets import Bool, Int, Unicode
 from traitlets.config import Configurable
 
-from .query_body import compact_json
-from .errors import (
+from jupyter_serving.core.errors import (
     AccessDeniedError,
     AuthenticationError,
     BackendError,
@@ -48,10 +48,11 @@ from .errors import (
     ThrottledError,
     one_line,
 )
+from jupyter_serving.core.query_body import compact_json
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .api import ServingClient
-    from .status import EndpointStatus
+    from jupyter_serving.api import ServingClient
+    from jupyter_serving.core.status import EndpointStatus
 
 NAMESPACE = "jupyter-serving"
 SETTINGS_KEY = "jupyter_serving_panel"
@@ -122,7 +123,7 @@ class PanelBackend:
 
     # -- connection --------------------------------------------------------------------------------
     def _target(self):
-        from .connection import resolve_target
+        from jupyter_serving.client.connection import resolve_target
 
         c = self.config
         return resolve_target(profile=c.profile or None, host=c.host or None, local=c.local,
@@ -137,11 +138,11 @@ class PanelBackend:
         try:
             return self._target().describe()
         except ServingError as err:
-            return err.one_line()
+            return err.one_line("magic")
 
     def client(self, reconnect: bool = False) -> ServingClient:
-        from .api import ServingClient
-        from .connection import LOCAL
+        from jupyter_serving.api import ServingClient
+        from jupyter_serving.client.connection import LOCAL
 
         with self._lock:
             if reconnect:
@@ -150,9 +151,9 @@ class PanelBackend:
                 return self._client
             target = self._target()
             if target.kind == LOCAL and self._connected_once and not reconnect:
-                from . import localctl
+                from jupyter_serving.client import localctl
 
-                if localctl.status(target.data_dir) is None:
+                if localctl.needs_restart(target.data_dir):
                     raise ConnectionFailedError(
                         "The local backend is not running",
                         "Retry to start it, or run `jupyter-serving local start`.")
@@ -206,7 +207,7 @@ def badge_of(st: EndpointStatus) -> str:
 
 
 def _entities_json(entities: list[dict], traffic: dict[str, int]) -> list[dict]:
-    from .status import describe_entity_model, describe_workload
+    from jupyter_serving.core.status import describe_entity_model, describe_workload
 
     out = []
     for e in entities:
@@ -233,7 +234,7 @@ def _entities_json(entities: list[dict], traffic: dict[str, int]) -> list[dict]:
 
 def endpoint_json(st: EndpointStatus) -> dict:
     """One endpoint as the panel needs it."""
-    from .status import traffic_of
+    from jupyter_serving.core.status import traffic_of
 
     badge = badge_of(st)
     pending = st.pending_config
@@ -270,7 +271,7 @@ def list_statuses(client: ServingClient, max_details: int = 100) -> list[Endpoin
     this reads the raw list (`_list_raw`, one request) and fills in the details the list API leaves
     out (traffic) with `get()` per endpoint, in parallel.
     """
-    from .status import EndpointStatus
+    from jupyter_serving.core.status import EndpointStatus
 
     raw_list = getattr(client, "_list_raw", None)
     if raw_list is None:  # pragma: no cover - an API without the raw list
@@ -323,7 +324,7 @@ class _Base(APIHandler):
 
     def fail(self, err: BaseException) -> None:
         if isinstance(err, ServingError):
-            self.reply({"error": {"message": err.one_line(), "kind": type(err).__name__,
+            self.reply({"error": {"message": err.one_line("magic"), "kind": type(err).__name__,
                                   "code": err.error_code}}, http_status(err))
             return
         self.log.exception("jupyter-serving panel: unexpected error")

@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-from jupyter_serving import localctl
+from jupyter_serving.client import localctl
 
 _WORKSPACE_VARS = ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CONFIG_PROFILE", "MLFLOW_TRACKING_URI",
                    "MLFLOW_REGISTRY_URI")
@@ -16,6 +16,25 @@ _current: dict = {}
 
 def _notebook_of(item):
     return item.parent if item.parent.__class__.__name__ == "IPyNbFile" else None
+
+
+def _cell_number(item) -> int:
+    return int(item.name.rsplit(" ", 1)[-1]) if item.name.rsplit(" ", 1)[-1].isdigit() else 0
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    """A random test order (pytest-randomly) may shuffle notebooks among the tests, never the cells of
+    a notebook: put each notebook's cells back in order, in the slots they were given."""
+    slots: dict = {}
+    for i, item in enumerate(items):
+        notebook = _notebook_of(item)
+        if notebook is not None:
+            slots.setdefault(notebook, []).append(i)
+    for notebook, positions in slots.items():
+        cells = sorted((items[i] for i in positions), key=_cell_number)
+        for i, cell in zip(positions, cells):
+            items[i] = cell
 
 
 @pytest.hookimpl(tryfirst=True)

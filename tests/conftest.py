@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_serving import localctl
+from jupyter_serving.client import localctl
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -31,6 +31,23 @@ def poll(predicate, timeout=60.0, interval=0.1, message="condition"):
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+# Tiers. `pytest -m "not backend"` is the fast tier: no local backend, no Jupyter server, no browser,
+# no notebook. Tests are put in a tier by what they use, so no test can forget its marker.
+BACKEND_FIXTURES = {"local_backend", "lab_server", "browser", "browser_page", "jp_serverapp"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        is_notebook = item.parent.__class__.__name__ == "IPyNbFile"
+        if is_notebook or names & BACKEND_FIXTURES:
+            item.add_marker(pytest.mark.backend)
+        if names & {"browser", "browser_page"}:
+            item.add_marker(pytest.mark.browser)
+        if is_notebook:
+            item.add_marker(pytest.mark.notebook)
 
 
 @pytest.fixture(scope="session")
@@ -102,6 +119,7 @@ def sleep_model(local_backend):
     and echoes its input's `x` column doubled."""
     import mlflow
     import pandas as pd
+
     from tests.models import SleepModel
 
     example = pd.DataFrame({"x": [1.0, 2.0]})
@@ -114,6 +132,7 @@ def sleep_model(local_backend):
 def chat_model(local_backend):
     """`main.ml.echo_chat` version 1: a ChatModel that answers `echo: <last message>`."""
     import mlflow
+
     from tests.models import EchoChatModel
 
     version = _register("main.ml.echo_chat", lambda: mlflow.pyfunc.log_model(
@@ -125,6 +144,7 @@ def chat_model(local_backend):
 def broken_model(local_backend):
     """`main.ml.broken` version 1: a pyfunc whose load_context raises, so serving it fails."""
     import mlflow
+
     from tests.models import BrokenModel
 
     version = _register("main.ml.broken", lambda: mlflow.pyfunc.log_model(

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from jupyter_serving import api
-from jupyter_serving.errors import (
+from jupyter_serving.core.errors import (
     ConflictError,
     DeploymentFailedError,
     InvalidInputError,
@@ -15,7 +15,7 @@ from jupyter_serving.errors import (
     QueryError,
     ThrottledError,
 )
-from jupyter_serving.status import EndpointStatus
+from jupyter_serving.core.status import EndpointStatus
 from tests.conftest import poll, unique
 from tests.serving_shared import saturated, shared_iris_endpoint
 
@@ -234,7 +234,8 @@ def test_stop_refuses_queries_and_start_serves_again(client, sleep_ep):
     assert client.stop(sleep_ep).is_stopped  # idempotent
     with pytest.raises(QueryError, match="is stopped") as info:
         client.query(sleep_ep, {"dataframe_records": [{"x": 1.0}]})
-    assert "%serve start" in str(info.value)
+    assert f"client.start('{sleep_ep}')" in str(info.value)
+    assert f"%serve start {sleep_ep}" in info.value.one_line("magic")
     status = client.start(sleep_ep, timeout=180)
     assert status.is_ready and not status.is_stopped
     assert list(client.query(sleep_ep, {"dataframe_records": [{"x": 3.0}]}).frame["x_prediction"]) == [6.0]
@@ -246,7 +247,8 @@ def test_failed_deployment_raises_and_keeps_the_message(client, broken_model):
         with pytest.raises(DeploymentFailedError) as info:
             client.create(name, model=broken_model["name"], version=broken_model["version"], timeout=180)
         message = str(info.value)
-        assert "\n" not in message and name in message and "--build" in message
+        assert "\n" not in message and name in message and f"client.build_logs('{name}'" in message
+        assert "--build" in info.value.one_line("magic")
         assert client.get(name).update_failed
     finally:
         client.delete(name)
@@ -261,7 +263,8 @@ def test_failed_update_names_the_failing_entity_and_its_reason(client, iris_mode
                                  version=broken_model["version"], timeout=180)
         message = str(info.value)
         assert "served entity 'broken-1'" in message and "weights are corrupt" in message, message
-        assert "previous config keeps serving" in message and f"logs {name} broken-1 --build" in info.value.hint
+        assert "previous config keeps serving" in message and f"build_logs('{name}', 'broken-1')" in info.value.hint
+        assert f"logs {name} broken-1 --build" in info.value.one_line("magic")
         # the failed entity is gone from the endpoint, its build logs are not
         assert "weights are corrupt" in client.build_logs(name, "broken-1", tail=5)
         assert client.get(name).entity_names == [f"iris-{iris_models['versions'][0]}"]

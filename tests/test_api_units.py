@@ -6,10 +6,18 @@ import time
 import pytest
 import requests
 
-from jupyter_serving import connection
-from jupyter_serving.api import _as_input_entity, _entity_input_fields, _typed_expressible, request_template_from_openapi
-from jupyter_serving.arguments import parse_permission_level, parse_principal, parse_tags, parse_traffic
-from jupyter_serving.errors import (
+from jupyter_serving.api import request_template_from_openapi
+from jupyter_serving.client import connection
+from jupyter_serving.client.errors import from_sdk_error
+from jupyter_serving.client.sdk_compat import entity_input_fields, typed_expressible
+from jupyter_serving.core.arguments import (
+    parse_permission_level,
+    parse_principal,
+    parse_tags,
+    parse_traffic,
+)
+from jupyter_serving.core.configs import input_entity
+from jupyter_serving.core.errors import (
     AccessDeniedError,
     AuthenticationError,
     BackendError,
@@ -19,9 +27,8 @@ from jupyter_serving.errors import (
     NotFoundError,
     ServingError,
     ThrottledError,
-    from_sdk_error,
 )
-from jupyter_serving.status import EndpointStatus
+from jupyter_serving.core.status import EndpointStatus
 
 
 @pytest.fixture
@@ -170,15 +177,15 @@ def test_status_views():
 
 def test_input_entities_and_typed_expressibility():
     st = EndpointStatus(_doc())
-    fields = _entity_input_fields()
-    first, second = (_as_input_entity(e, fields) for e in st.entities)
+    fields = entity_input_fields()
+    first, second = (input_entity(e, fields) for e in st.entities)
     assert "state" not in first and first["workload_type"] == "GPU_MEDIUM_4"
     assert second == {"name": "m-2", "entity_name": "c.s.m", "entity_version": "2",
                       "min_provisioned_concurrency": 4, "max_provisioned_concurrency": 12}
     from databricks.sdk.service.serving import ServedEntityInput
 
-    assert not _typed_expressible(ServedEntityInput, first)  # GPU_MEDIUM_4 is not in the SDK enum
-    assert _typed_expressible(ServedEntityInput, second)
+    assert not typed_expressible(ServedEntityInput, first)  # GPU_MEDIUM_4 is not in the SDK enum
+    assert typed_expressible(ServedEntityInput, second)
 
 
 # ----------------------------------------------------------------------------------------- arguments

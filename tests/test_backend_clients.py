@@ -11,11 +11,11 @@ from databricks.sdk.service.serving import (
     RateLimit,
     RateLimitKey,
     RateLimitRenewalPeriod,
+    Route,
     ServedEntityInput,
     ServingEndpointAccessControlRequest,
     ServingEndpointPermissionLevel,
     TrafficConfig,
-    Route,
 )
 
 from tests.backend_helpers import Rest, entity

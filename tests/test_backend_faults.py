@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from jupyter_serving import localctl
+from jupyter_serving.client import localctl
 from tests.backend_helpers import Rest, entity
 from tests.conftest import poll, unique
 
@@ -43,7 +43,7 @@ class Load:
                 self.results["exception"] += 1
                 self.failures.append(repr(exc))
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for t in self._threads:
             t.start()
         return self

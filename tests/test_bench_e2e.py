@@ -15,7 +15,6 @@ down, those are measured again and the least disturbed measurement counts (see `
 """
 from __future__ import annotations
 
-import argparse
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""The load generator against a real loopback server with known behaviour (bench.fakeserver, run as
+"""The load generator against a real loopback server with known behaviour (tests/fakeserver.py, run as
 a subprocess): it sleeps a known time per request, answers 429 above a concurrency cap, can queue
 like a model server with P workers, and reports its open connections on GET /stats."""
 from __future__ import annotations
@@ -14,12 +14,19 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from jupyter_serving.bench import (BenchmarkJob, LoadTestError, TargetNotAllowed, open_loop, sweep,
-                                   sweep_async)
+from jupyter_serving.bench import (
+    BenchmarkJob,
+    LoadTestError,
+    TargetNotAllowed,
+    open_loop,
+    sweep,
+    sweep_async,
+)
 from jupyter_serving.bench.loadgen import step_time_bound
 from tests.conftest import poll
 
@@ -29,10 +36,12 @@ PAYLOAD = pd.DataFrame({"x": [1.0, 2.0]})
 QUICK = {"duration": 1.0, "warmup": 0.2}
 
 
+FAKESERVER = Path(__file__).with_name("fakeserver.py")
+
 class FakeServer:
     def __init__(self, *args: str):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_serving.bench.fakeserver", "--port", "0", *args],
+            [sys.executable, str(FAKESERVER), "--port", "0", *args],
             stdout=subprocess.PIPE, text=True)
         line = self.process.stdout.readline()  # EOF (failure) or "LISTENING <port>"
         if not line.startswith("LISTENING"):

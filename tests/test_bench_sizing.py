@@ -4,9 +4,14 @@ import math
 import pandas as pd
 import pytest
 
-from jupyter_serving.bench.sizing import (Recommendation, StepSummary, recommend,
-                                          round_up_to_step, summarize_steps)
-from jupyter_serving.rules import normalize_config
+from jupyter_serving.bench.sizing import (
+    Recommendation,
+    StepSummary,
+    recommend,
+    round_up_to_step,
+    summarize_steps,
+)
+from jupyter_serving.core.rules import normalize_config
 
 
 def step(c, qps, p50, p99, mean=None, failure_share=0.0, saturated=False, successes=1000, mode="closed"):

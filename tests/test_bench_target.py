@@ -8,8 +8,13 @@ import pandas as pd
 import pytest
 
 from jupyter_serving.bench.results import StepRecorder, build_result
-from jupyter_serving.bench.target import (Target, TargetNotAllowed, encode_payload, invocation_url,
-                                          resolve)
+from jupyter_serving.bench.target import (
+    Target,
+    TargetNotAllowed,
+    encode_payload,
+    invocation_url,
+    resolve,
+)
 
 
 def test_invocation_urls():

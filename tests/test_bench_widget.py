@@ -11,6 +11,7 @@ import math
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -172,10 +173,12 @@ def test_apply_resizes_the_endpoint_and_it_returns_to_ready(local_backend, endpo
 # --------------------------------------------------------------------------------------------------
 # Without the backend: the notebook glue against the bench fake server (known 20 ms per request).
 
+FAKESERVER = Path(__file__).with_name("fakeserver.py")
+
 class FakeServer:
     def __init__(self, *args: str):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_serving.bench.fakeserver", "--port", "0", *args],
+            [sys.executable, str(FAKESERVER), "--port", "0", *args],
             stdout=subprocess.PIPE, text=True)
         line = self.process.stdout.readline()
         assert line.startswith("LISTENING"), line
@@ -199,7 +202,7 @@ class FakeClient:
         self.updates: list[dict] = []
 
     def get(self, name):
-        from jupyter_serving.status import EndpointStatus
+        from jupyter_serving.core.status import EndpointStatus
 
         if name != "fake":
             raise api.ServingError(f"No serving endpoint named '{name}'")
@@ -244,6 +247,7 @@ def test_default_payload_types_the_params_from_the_schema(fake):
 def test_run_bench_in_a_kernel_updates_progress_and_chart_live(fake, monkeypatch):
     import IPython
     import IPython.display
+
     from jupyter_serving.bench.notebook import run_bench
 
     shown: list = []

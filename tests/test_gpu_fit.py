@@ -1,11 +1,11 @@
-"""GPU sizing and workload-type advice (jupyter_serving.gpu_fit): pure, no backend."""
+"""GPU sizing and workload-type advice (jupyter_serving.core.gpu_fit): pure, no backend."""
 from __future__ import annotations
 
 import pytest
 
-from jupyter_serving import gpu_fit
-from jupyter_serving.gpu_fit import ERROR, GB, INFO, WARNING
-from jupyter_serving.workloads import find_workload_type, workload_types
+from jupyter_serving.core import gpu_fit
+from jupyter_serving.core.gpu_fit import ERROR, GB, INFO, WARNING
+from jupyter_serving.core.workloads import find_workload_type, workload_types
 
 
 def levels(advice):
@@ -116,4 +116,5 @@ def test_gpu_fit_is_pure():
     tree = ast.parse(inspect.getsource(gpu_fit))
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
         a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert imported <= {"__future__", "dataclasses", "typing", "workloads"}, imported
+    assert imported <= {"__future__", "collections.abc", "dataclasses", "typing", "jupyter_serving.core.workloads"}, \
+        imported

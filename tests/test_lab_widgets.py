@@ -14,7 +14,13 @@ from playwright.sync_api import expect
 
 from jupyter_serving import api
 from tests.browser_support import (
-    ARTIFACTS, NOTEBOOK, active_notebook, open_lab, run_in_new_cell, wait_kernel_idle, write_notebook,
+    ARTIFACTS,
+    NOTEBOOK,
+    active_notebook,
+    open_lab,
+    run_in_new_cell,
+    wait_kernel_idle,
+    write_notebook,
 )
 from tests.conftest import unique
 

@@ -186,7 +186,7 @@ def test_catalogue_is_large_enough():
 
 def test_errors_raise_for_nbval_when_asked(ip, iris_ep):
     """With raise_errors the cell fails with a real exception (nbval/papermill see an error)."""
-    from jupyter_serving.errors import InvalidInputError
+    from jupyter_serving.core.errors import InvalidInputError
 
     ok(ip, "%config ServeMagics.raise_errors = True")
     try:

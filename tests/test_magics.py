@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from jupyter_serving import api
-from jupyter_serving.results import QueryFrame
-from jupyter_serving.status import EndpointStatus
+from jupyter_serving.core.results import QueryFrame
+from jupyter_serving.core.status import EndpointStatus
 from tests.conftest import unique
 from tests.magic_helpers import ok, one_line_error, run, shell
 from tests.serving_shared import shared_iris_endpoint
@@ -124,6 +124,33 @@ def test_help(ip):
     assert "%serve SUBCOMMAND" in ok(ip, "%serve").out
 
 
+def test_a_registered_command_is_dispatched_listed_and_completed(ip):
+    """Adding a subcommand is registering it: dispatch, help, NAME completion and options follow."""
+    from types import SimpleNamespace
+
+    from jupyter_serving.magics import registry
+
+    def arguments(p):
+        p.add_argument("name")
+        p.add_argument("--loud", action="store_true")
+
+    registry.command("shout", "say an endpoint's name loudly", arguments=arguments, takes_name=True)(
+        lambda ctx, opts: opts.name.upper() + ("!" if opts.loud else ""))
+    try:
+        assert ok(ip, "%serve shout abc --loud").value == "ABC!"
+        assert "  shout" in ok(ip, "%serve help").out
+        assert "usage: %serve shout [-h] [--loud] name" in ok(ip, "%serve help shout").out
+        ip.magics_manager.registry["ServeMagics"].names.remember(["ep-1", "ep-2"])
+        magics = ip.magics_manager.registry["ServeMagics"]
+        assert "shout" in magics.complete_serve(SimpleNamespace(line="%serve sh"))
+        assert magics.complete_serve(SimpleNamespace(line="%serve shout ")) == ["ep-1", "ep-2"]
+        assert magics.complete_serve(SimpleNamespace(line="%serve shout ep-1 --l")) == ["--help", "--loud"]
+        assert "unrecognized arguments: --soft" in one_line_error(run(ip, "%serve shout abc --soft"))
+    finally:
+        del registry.COMMANDS["shout"]
+        ip.magics_manager.registry["ServeMagics"].names.forget()
+
+
 def test_connect(ip, local_backend):
     assert f"Connected to the local backend at {local_backend.url}." in ok(ip, "%serve connect local").out
     assert f"Connected to the local backend at {local_backend.url}." in ok(ip, "%serve connect").out
@@ -153,11 +180,11 @@ def test_create_no_wait_and_from_json_variable(ip, iris_models):
 def test_ctrl_c_stops_waiting_not_the_deployment(ip, iris_models, monkeypatch):
     """Interrupt the wait on the first progress report; the endpoint keeps deploying. Without
     --version the latest registered version is served."""
-    import jupyter_serving.magics as magics
+    from jupyter_serving.magics.progress import Progress
 
     def interrupt(self, status, elapsed):
         raise KeyboardInterrupt
-    monkeypatch.setattr(magics._Progress, "__call__", interrupt)
+    monkeypatch.setattr(Progress, "__call__", interrupt)
     name = unique("mag-int")
     ran = ok(ip, f"%serve create {name} --model {iris_models['name']}")
     try:
@@ -392,7 +419,7 @@ def test_completion(ip, iris_ep):
 def test_config_switches(ip):
     from IPython.core.error import UsageError
 
-    from jupyter_serving.errors import ServingError
+    from jupyter_serving.core.errors import ServingError
 
     ran = run(ip, "%serve status no-such-endpoint-x")
     assert type(ran.error) is UsageError
@@ -404,7 +431,7 @@ def test_config_switches(ip):
         ok(ip, "%config ServeMagics.raise_errors = True")
         ran = run(ip, "%serve status no-such-endpoint-x")
         assert isinstance(ran.error, ServingError) and not isinstance(ran.error, UsageError)
-        assert ran.out.strip() == f"NotFoundError: {ran.error}"  # still one line
+        assert ran.out.strip() == f"NotFoundError: {ran.error.one_line('magic')}"  # still one line
     finally:
         ok(ip, "%config ServeMagics.raise_errors = False")
         ok(ip, "%config ServeMagics.short_errors = True")
@@ -414,7 +441,7 @@ def test_config_switches(ip):
 def test_local_backend_starts_on_demand_and_again(ip, tmp_path):
     """`connect local` starts the backend when none runs; if it goes away, the next command starts it
     again. (Runs last in the module: it reconnects to the session backend at the end.)"""
-    from jupyter_serving import localctl
+    from jupyter_serving.client import localctl
 
     home = tmp_path / "on-demand"
     try:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jupyter_serving.query_body import (
+from jupyter_serving.core.query_body import (
     BodyError,
     body_from_value,
     jsonable,
@@ -16,7 +16,13 @@ from jupyter_serving.query_body import (
     request_bytes,
     substitute_variables,
 )
-from jupyter_serving.results import QueryFrame, align, make_result, predictions_frame, shape_response
+from jupyter_serving.core.results import (
+    QueryFrame,
+    align,
+    make_result,
+    predictions_frame,
+    shape_response,
+)
 
 DF = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]})
 

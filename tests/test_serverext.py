@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403 - jp_fetch, jp_serverapp and their fixtures
 
-from jupyter_serving import localctl
+from jupyter_serving.client import localctl
 from tests.backend_helpers import Rest, entity
 from tests.conftest import poll, unique
 

@@ -14,10 +14,10 @@ import time
 import pytest
 
 from jupyter_serving import api
-from jupyter_serving.errors import ConflictError, DeploymentFailedError
-from jupyter_serving.status import EndpointStatus
+from jupyter_serving.client.catalog import ModelInfo
+from jupyter_serving.core.errors import ConflictError, DeploymentFailedError
+from jupyter_serving.core.status import EndpointStatus
 from jupyter_serving.widgets import CreateEndpointForm, StaticCatalog, StatusPanel, TrafficEditor
-from jupyter_serving.widgets.catalog import ModelInfo
 from jupyter_serving.widgets.create_form import endpoint_name_for
 from tests.conftest import poll, unique
 
@@ -53,8 +53,8 @@ def text_of(html: str) -> str:
 
 
 def test_import_jupyter_serving_loads_no_widgets_and_no_mlflow():
-    code = ("import sys, jupyter_serving, jupyter_serving.api, jupyter_serving.gpu_fit, "
-            "jupyter_serving.traffic_split\n"
+    code = ("import sys, jupyter_serving, jupyter_serving.api, jupyter_serving.core.gpu_fit, "
+            "jupyter_serving.core.traffic_split\n"
             "print([m for m in ('ipywidgets', 'mlflow') if m in sys.modules])\n"
             "import jupyter_serving.widgets\n"
             "print('ipywidgets' in sys.modules, 'mlflow' in sys.modules)\n")
@@ -105,7 +105,7 @@ def test_form_lists_registry_models_and_prefills_names(client, iris_models, slee
 
 
 def test_form_validates_with_the_backend_rules(client, iris_models):
-    from jupyter_serving import rules
+    from jupyter_serving.core import rules
 
     form = idle(CreateEndpointForm(client, model=iris_models["name"], version=iris_models["versions"][0]))
     entity = form.entities[0]

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from jupyter_serving.client.catalog import ModelInfo, _artifact_facts
 from jupyter_serving.widgets import CreateEndpointForm, ModelCatalog, StaticCatalog
-from jupyter_serving.widgets.catalog import ModelInfo, _artifact_facts
 from jupyter_serving.widgets.codegen import magic_line, sdk_code
 from jupyter_serving.widgets.create_form import endpoint_name_for
 from tests.conftest import poll

@@ -6,8 +6,14 @@ import random
 
 import pytest
 
-from jupyter_serving import rules, traffic_split
-from jupyter_serving.traffic_split import apportion, even_split, normalize, rebalance, rebalance_split
+from jupyter_serving.core import rules, traffic_split
+from jupyter_serving.core.traffic_split import (
+    apportion,
+    even_split,
+    normalize,
+    rebalance,
+    rebalance_split,
+)
 
 
 def test_apportion_sums_exactly_and_breaks_ties_in_order():
@@ -79,4 +85,4 @@ def test_traffic_split_is_pure():
 
     tree = ast.parse(inspect.getsource(traffic_split))
     modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert modules <= {"__future__", "typing"}
+    assert modules <= {"__future__", "collections.abc", "typing"}

@@ -6,18 +6,27 @@
     print(advice); advice.served_entity_config()
 
 Modules: stats (latency histogram), target (URL checks, payloads), client (HTTP/1.1 protocol),
-loadgen (closed/open-loop drivers), results (StepResult), runner (sweep/open_loop/BenchmarkJob),
-sizing (Recommendation), fakeserver (a scoring server with known behaviour, for self-checks).
-From a notebook: notebook (`run_bench`, what `%serve bench` calls), widget (`BenchmarkWidget`),
-plots (matplotlib charts); these load pandas/matplotlib/ipywidgets only when used.
+loadgen (closed/open-loop entry points, over driver, closed_loop and open_loop), results
+(StepResult), options (levels, rates: the one parser), errors (BenchError), runner
+(sweep/open_loop/BenchmarkJob), sizing (Recommendation).
+From a notebook: notebook (`run_bench`, what `%serve bench` calls; over endpoint, report, live and
+bench_result), widget (`BenchmarkWidget`), plots (matplotlib charts); these load
+pandas/matplotlib/ipywidgets only when used.
 """
-from .loadgen import LoadTestError, run_closed_loop, run_open_loop
-from .results import StepResult
-from .runner import (BenchmarkJob, build_target, open_loop, open_loop_async, sweep, sweep_async,
-                     to_frame)
-from .sizing import Recommendation, recommend
-from .stats import LatencyHistogram
-from .target import Target, TargetNotAllowed, encode_payload, invocation_url
+from jupyter_serving.bench.loadgen import LoadTestError, run_closed_loop, run_open_loop
+from jupyter_serving.bench.results import StepResult
+from jupyter_serving.bench.runner import (
+    BenchmarkJob,
+    build_target,
+    open_loop,
+    open_loop_async,
+    sweep,
+    sweep_async,
+    to_frame,
+)
+from jupyter_serving.bench.sizing import Recommendation, recommend
+from jupyter_serving.bench.stats import LatencyHistogram
+from jupyter_serving.bench.target import Target, TargetNotAllowed, encode_payload, invocation_url
 
 __all__ = [
     "BenchmarkJob", "LatencyHistogram", "LoadTestError", "Recommendation", "StepResult", "Target",

@@ -16,7 +16,7 @@ from typing import Protocol as TypingProtocol
 
 import httptools
 
-from .target import Target
+from jupyter_serving.bench.target import Target
 
 _SERVED_MODEL_HEADER = b"served-model-name"
 _ERROR_BODY_LIMIT = 400  # bytes of a non-200 body kept, to show the server's message
@@ -25,9 +25,9 @@ perf_ns = time.perf_counter_ns
 
 
 class ConnectionListener(TypingProtocol):
-    def on_response(self, conn: "Connection", now_ns: int) -> None: ...
+    def on_response(self, conn: Connection, now_ns: int) -> None: ...
 
-    def on_connection_lost(self, conn: "Connection", exc: Exception | None) -> None: ...
+    def on_connection_lost(self, conn: Connection, exc: Exception | None) -> None: ...
 
 
 class Connection(asyncio.Protocol):

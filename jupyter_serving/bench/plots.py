@@ -109,7 +109,7 @@ def plot_latency(frame, ax=None, *, p99_target_ms: float | None = None, title: s
 
 def _mark_rejected(ax, frame, xs, ys) -> None:
     """Circle the steps sizing ignores (more than 5 % failures: they measured rejection)."""
-    from .sizing import MAX_FAILURE_SHARE
+    from jupyter_serving.bench.sizing import MAX_FAILURE_SHARE
 
     shares = _values(frame, "failure_share")
     points = [(x, y) for x, y, s in zip(xs, ys, shares) if math.isfinite(s) and s > MAX_FAILURE_SHARE

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .stats import LatencyHistogram
+from jupyter_serving.bench.stats import LatencyHistogram
 
 # The client is the bottleneck when its event-loop thread was busy this share of the wall time.
 SATURATED_LOOP_CPU = 0.9

@@ -15,12 +15,12 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from .loadgen import run_closed_loop, run_open_loop
-from .results import StepResult
-from .target import Target, auth_headers, encode_payload, invocation_url
+from jupyter_serving.bench.loadgen import run_closed_loop, run_open_loop
+from jupyter_serving.bench.options import parse_levels, parse_rates
+from jupyter_serving.bench.results import StepResult
+from jupyter_serving.bench.target import Target, auth_headers, encode_payload, invocation_url
 
 StepCallback = Callable[[StepResult], None]
-MAX_CONCURRENCY = 1024  # one socket per worker; beyond this the client's fd limit is the test
 STOP_POLL_S = 0.05
 
 
@@ -29,24 +29,6 @@ def build_target(host: str, token: str | None, endpoint: str, payload: Any,
     """The invocation request, checked (loopback or https only) and serialized once."""
     return Target.from_url(invocation_url(host, endpoint, entity), encode_payload(payload),
                            auth_headers(token))
-
-
-def _concurrency_levels(concurrency: int | Iterable[int]) -> list[int]:
-    levels = [concurrency] if isinstance(concurrency, int) else list(concurrency)
-    if not levels:
-        raise ValueError("concurrency needs at least one level, e.g. [1, 2, 4, 8]")
-    for level in levels:
-        if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= MAX_CONCURRENCY:
-            raise ValueError(
-                f"concurrency levels must be integers from 1 to {MAX_CONCURRENCY}, got {level!r}")
-    return levels
-
-
-def _rates(rate: float | Iterable[float]) -> list[float]:
-    rates = [rate] if isinstance(rate, (int, float)) else list(rate)
-    if not rates or any(not (isinstance(r, (int, float)) and r > 0) for r in rates):
-        raise ValueError(f"rate must be a positive number (requests/s) or a list of them, got {rate!r}")
-    return [float(r) for r in rates]
 
 
 # -- async API -------------------------------------------------------------------------------------
@@ -58,7 +40,7 @@ async def sweep_async(host: str, token: str | None, endpoint: str, payload: Any,
                       drain: float = 2.0, ssl_context: ssl.SSLContext | None = None) -> list[StepResult]:
     """Closed-loop steps, one per concurrency level, in the running event loop."""
     target = build_target(host, token, endpoint, payload, entity)
-    levels = _concurrency_levels(concurrency)
+    levels = parse_levels(concurrency)
     async with _StopBridge(stop) as stopped:
         results: list[StepResult] = []
         for level in levels:
@@ -82,7 +64,7 @@ async def open_loop_async(host: str, token: str | None, endpoint: str, payload: 
                           ssl_context: ssl.SSLContext | None = None) -> list[StepResult]:
     """Open-loop runs, one per rate, in the running event loop."""
     target = build_target(host, token, endpoint, payload, entity)
-    rates = _rates(rate)
+    rates = parse_rates(rate)
     async with _StopBridge(stop) as stopped:
         results: list[StepResult] = []
         for r in rates:
@@ -193,7 +175,7 @@ def sweep(host: str, token: str | None, endpoint: str, payload: Any,
     served entity (`served-models/{entity}/invocations`) instead of the endpoint's routing.
     `on_step(StepResult)` runs in the load generator's thread after each step."""
     build_target(host, token, endpoint, payload, entity)  # refuse a bad target before any thread
-    _concurrency_levels(concurrency)
+    parse_levels(concurrency)
     results = run_in_own_loop(lambda stopped: sweep_async(
         host, token, endpoint, payload, concurrency, duration, warmup, entity, on_step=on_step,
         stop=stopped, timeout=timeout, drain=drain, ssl_context=ssl_context), stop)
@@ -210,7 +192,7 @@ def open_loop(host: str, token: str | None, endpoint: str, payload: Any,
     Latency counts from each request's intended send time; `lag_*` columns show how late the
     client's own scheduler ran, `unsent` what the `max_in_flight` cap never let out."""
     build_target(host, token, endpoint, payload, entity)
-    _rates(rate)
+    parse_rates(rate)
     results = run_in_own_loop(lambda stopped: open_loop_async(
         host, token, endpoint, payload, rate, duration, warmup, entity, arrival=arrival,
         max_in_flight=max_in_flight, seed=seed, on_step=on_step, stop=stopped, timeout=timeout,
@@ -243,7 +225,7 @@ class BenchmarkJob:
         if self._user_on_step is not None:
             self._user_on_step(result)
 
-    def start(self) -> "BenchmarkJob":
+    def start(self) -> BenchmarkJob:
         if self._thread is not None:
             raise RuntimeError("this job was already started; create a new BenchmarkJob")
 

@@ -12,10 +12,11 @@ Large (16-64) or a custom min/max.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from jupyter_serving.workloads import CONCURRENCY_STEP, WORKLOAD_SIZES, size_for_concurrency
+from jupyter_serving.core.workloads import CONCURRENCY_STEP, WORKLOAD_SIZES, size_for_concurrency
 
 DEFAULT_HEADROOM = 1.25
 MAX_FAILURE_SHARE = 0.05  # Databricks: reject runs with more than 5 % failures
@@ -37,7 +38,7 @@ class StepSummary:
     successes: int
 
     @classmethod
-    def from_mapping(cls, row: Mapping[str, Any]) -> "StepSummary":
+    def from_mapping(cls, row: Mapping[str, Any]) -> StepSummary:
         share = row.get("failure_share")
         no_share = share is None or (isinstance(share, float) and math.isnan(share))
         return cls(
@@ -127,18 +128,54 @@ def recommend(steps: Any, target_qps: float, *, p99_target_ms: float | None = No
     p99_target_ms: latency the callers need; idle_traffic: whether traffic has idle periods
     (nights, dev endpoints), which is when scale to zero saves money; cold_start_s: measured
     time to serve the first request from zero, if known."""
+    _check_inputs(target_qps, headroom, p99_target_ms)
+    summaries = summarize_steps(steps)
+    if not summaries:
+        raise ValueError("no closed-loop steps to size from: run sweep() first")
+    explanation: list[str] = []
+    warnings: list[str] = []
+    accepted, rejected = _accepted_steps(summaries, explanation)
+    base = _runtime_step(accepted, explanation, warnings)
+    in_flight, littles = _littles_law(target_qps, base, headroom, explanation)
+    at_4, load_test = _load_test_rule(accepted, rejected, target_qps, explanation)
+    lowest = highest = latency_bound = None
+    if p99_target_ms is not None:  # Databricks' "pick the row meeting the latency target"
+        lowest, highest, latency_bound = _latency_rows(accepted, at_4, base, target_qps,
+                                                       p99_target_ms, explanation, warnings)
+    required = _largest_estimate({"Little's law": littles, "the load-test rule": load_test,
+                                  "the latency target": latency_bound}, explanation)
+    size, low, high = _workload_range(required, explanation)
+    tested = tuple(s.concurrency for s in summaries)
+    if required > max(tested):
+        warnings.append(
+            f"Tested up to concurrency {max(tested)}; concurrency {required} assumes throughput "
+            "keeps growing with concurrency, which holds when replicas are added but not on one "
+            "machine. Check with a load test on the endpoint once it is provisioned.")
+    scale_to_zero = _scale_to_zero_advice(idle_traffic, p99_target_ms, cold_start_s, explanation)
+    return Recommendation(
+        target_qps=float(target_qps), headroom=float(headroom), runtime_p50_ms=base.p50_ms,
+        runtime_mean_ms=base.mean_ms, runtime_concurrency=base.concurrency,
+        littles_law_concurrency=in_flight, headroom_concurrency=littles, qps_at_4=at_4.qps if at_4 else None,
+        load_test_concurrency=load_test, required_concurrency=required, workload_size=size,
+        min_provisioned_concurrency=0 if scale_to_zero else low, max_provisioned_concurrency=high,
+        scale_to_zero=scale_to_zero, p99_target_ms=p99_target_ms,
+        lowest_concurrency_meeting_p99=lowest, highest_concurrency_meeting_p99=highest,
+        latency_bound_concurrency=latency_bound,
+        tested_concurrency=tested, rejected=rejected, warnings=warnings, explanation=explanation)
+
+
+def _check_inputs(target_qps: float, headroom: float, p99_target_ms: float | None) -> None:
     if not target_qps > 0:
         raise ValueError(f"target_qps must be positive, got {target_qps}")
     if not headroom >= 1.0:
         raise ValueError(f"headroom must be at least 1.0 (no headroom), got {headroom}")
     if p99_target_ms is not None and not p99_target_ms > 0:
         raise ValueError(f"p99_target_ms must be positive, got {p99_target_ms}")
-    summaries = summarize_steps(steps)
-    if not summaries:
-        raise ValueError("no closed-loop steps to size from: run sweep() first")
 
-    explanation: list[str] = []
-    warnings: list[str] = []
+
+def _accepted_steps(summaries: list[StepSummary],
+                    explanation: list[str]) -> tuple[list[StepSummary], dict[int, str]]:
+    """The steps sizing can use, and why the others are left out (raises if none is left)."""
     rejected = {s.concurrency: reason for s in summaries if (reason := s.rejection())}
     accepted = [s for s in summaries if s.rejection() is None]
     for concurrency, reason in rejected.items():
@@ -147,8 +184,11 @@ def recommend(steps: Any, target_qps: float, *, p99_target_ms: float | None = No
         raise ValueError("every step was rejected ("
                          + "; ".join(f"concurrency {c}: {r}" for c, r in rejected.items())
                          + "); fix the endpoint or the client and sweep again")
+    return accepted, rejected
 
-    # 1. The model's runtime, measured with no queueing.
+
+def _runtime_step(accepted: list[StepSummary], explanation: list[str], warnings: list[str]) -> StepSummary:
+    """1. The model's runtime, measured with no queueing: the lowest accepted concurrency."""
     base = accepted[0]
     explanation.append(
         f"At concurrency {base.concurrency} the endpoint answered in {base.p50_ms:.1f} ms at the "
@@ -158,8 +198,12 @@ def recommend(steps: Any, target_qps: float, *, p99_target_ms: float | None = No
         warnings.append(
             f"No clean concurrency-1 step: the runtime is read at concurrency {base.concurrency}, "
             "where requests may already queue, so it may be overstated.")
+    return base
 
-    # 2. Little's law, with headroom.
+
+def _littles_law(target_qps: float, base: StepSummary, headroom: float,
+                 explanation: list[str]) -> tuple[float, int]:
+    """2. Little's law, with headroom: (requests in flight, provisioned concurrency)."""
     runtime_s = base.mean_ms / 1000.0
     in_flight = target_qps * runtime_s
     with_headroom = in_flight * headroom
@@ -171,35 +215,34 @@ def recommend(steps: Any, target_qps: float, *, p99_target_ms: float | None = No
         f"With {headroom - 1:.0%} headroom for bursts that is {with_headroom:.2f}, rounded up to a "
         f"multiple of {CONCURRENCY_STEP} (concurrency is provisioned in steps of "
         f"{CONCURRENCY_STEP}): {littles}.")
+    return in_flight, littles
 
-    # 3. Databricks' load-test rule.
+
+def _load_test_rule(accepted: list[StepSummary], rejected: dict[int, str], target_qps: float,
+                    explanation: list[str]) -> tuple[StepSummary | None, int | None]:
+    """3. Databricks' load-test rule: (the step at concurrency 4, the concurrency it implies)."""
     at_4 = next((s for s in accepted if s.concurrency == LOAD_TEST_CONCURRENCY), None)
-    load_test: int | None = None
-    if at_4 is not None:
-        blocks = max(1, math.ceil(target_qps / at_4.qps - _EPSILON))
-        load_test = blocks * LOAD_TEST_CONCURRENCY
-        explanation.append(
-            f"Load-test rule: at concurrency {LOAD_TEST_CONCURRENCY} (a Small endpoint) the "
-            f"endpoint sustained {at_4.qps:.1f} QPS, so {target_qps:g} QPS needs "
-            f"ceil({target_qps:g} / {at_4.qps:.1f}) = {blocks} block(s) of "
-            f"{LOAD_TEST_CONCURRENCY} = {load_test}.")
-    else:
+    if at_4 is None:
         reason = (f"its step was rejected ({rejected[LOAD_TEST_CONCURRENCY]})"
                   if LOAD_TEST_CONCURRENCY in rejected else "it was not tested")
         explanation.append(
             f"The load-test rule needs a clean step at concurrency {LOAD_TEST_CONCURRENCY}, and "
             f"{reason}; the recommendation rests on Little's law alone.")
+        return None, None
+    blocks = max(1, math.ceil(target_qps / at_4.qps - _EPSILON))
+    load_test = blocks * LOAD_TEST_CONCURRENCY
+    explanation.append(
+        f"Load-test rule: at concurrency {LOAD_TEST_CONCURRENCY} (a Small endpoint) the "
+        f"endpoint sustained {at_4.qps:.1f} QPS, so {target_qps:g} QPS needs "
+        f"ceil({target_qps:g} / {at_4.qps:.1f}) = {blocks} block(s) of "
+        f"{LOAD_TEST_CONCURRENCY} = {load_test}.")
+    return at_4, load_test
 
-    # 4. Latency target: Databricks' "pick the row meeting the latency target".
-    lowest = highest = latency_bound = None
-    if p99_target_ms is not None:
-        lowest, highest, latency_bound = _latency_rows(accepted, at_4, base, target_qps,
-                                                       p99_target_ms, explanation, warnings)
 
-    estimates = {"Little's law": littles, "the load-test rule": load_test,
-                 "the latency target": latency_bound}
-    required = max(v for v in estimates.values() if v is not None)
+def _largest_estimate(estimates: dict[str, int | None], explanation: list[str]) -> int:
+    """The largest of the estimates made (None: not made), and which of them it comes from."""
     present = {name: value for name, value in estimates.items() if value is not None}
+    required = max(present.values())
     if len(present) > 1:
         governing = [name for name, value in present.items() if value == required]
         if len(governing) == len(present):
@@ -208,44 +251,24 @@ def recommend(steps: Any, target_qps: float, *, p99_target_ms: float | None = No
             reason = " and ".join(governing)
         explanation.append(f"The recommendation takes the largest estimate ({reason}): "
                            f"concurrency {required}.")
+    return required
 
-    # 5. Workload size.
+
+def _workload_range(required: int, explanation: list[str]) -> tuple[str | None, int, int]:
+    """5. The workload size that provides `required` (None: a custom min/max), and its range."""
     size = size_for_concurrency(required)
     if size is not None:
         low, high = WORKLOAD_SIZES[size]
         explanation.append(
             f"Concurrency {required} fits the {size} workload size, which scales between {low} "
             f"and {high} concurrent requests.")
-    else:
-        low, high = CONCURRENCY_STEP, required
-        largest = max(WORKLOAD_SIZES, key=lambda k: WORKLOAD_SIZES[k][1])
-        explanation.append(
-            f"Concurrency {required} is more than the {largest} size's "
-            f"{WORKLOAD_SIZES[largest][1]}: use a custom range, min_provisioned_concurrency "
-            f"{low} and max_provisioned_concurrency {high}, so that it scales out with traffic.")
-
-    tested = tuple(s.concurrency for s in summaries)
-    if required > max(tested):
-        warnings.append(
-            f"Tested up to concurrency {max(tested)}; concurrency {required} assumes throughput "
-            "keeps growing with concurrency, which holds when replicas are added but not on one "
-            "machine. Check with a load test on the endpoint once it is provisioned.")
-
-    # 6. Scale to zero.
-    scale_to_zero = _scale_to_zero_advice(idle_traffic, p99_target_ms, cold_start_s, explanation)
-    if scale_to_zero:
-        low = 0
-
-    return Recommendation(
-        target_qps=float(target_qps), headroom=float(headroom), runtime_p50_ms=base.p50_ms,
-        runtime_mean_ms=base.mean_ms, runtime_concurrency=base.concurrency,
-        littles_law_concurrency=in_flight, headroom_concurrency=littles, qps_at_4=at_4.qps if at_4 else None,
-        load_test_concurrency=load_test, required_concurrency=required, workload_size=size,
-        min_provisioned_concurrency=low, max_provisioned_concurrency=high,
-        scale_to_zero=scale_to_zero, p99_target_ms=p99_target_ms,
-        lowest_concurrency_meeting_p99=lowest, highest_concurrency_meeting_p99=highest,
-        latency_bound_concurrency=latency_bound,
-        tested_concurrency=tested, rejected=rejected, warnings=warnings, explanation=explanation)
+        return size, low, high
+    largest = max(WORKLOAD_SIZES, key=lambda k: WORKLOAD_SIZES[k][1])
+    explanation.append(
+        f"Concurrency {required} is more than the {largest} size's "
+        f"{WORKLOAD_SIZES[largest][1]}: use a custom range, min_provisioned_concurrency "
+        f"{CONCURRENCY_STEP} and max_provisioned_concurrency {required}, so that it scales out with traffic.")
+    return None, CONCURRENCY_STEP, required
 
 
 def _latency_rows(accepted: list[StepSummary], at_4: StepSummary | None, base: StepSummary,

@@ -15,7 +15,7 @@ number of samples.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 DEFAULT_PERCENTILES = (50.0, 90.0, 99.0)
 
@@ -58,7 +58,7 @@ class LatencyHistogram:
         if self.min is None or value < self.min:
             self.min = value
 
-    def merge(self, other: "LatencyHistogram") -> "LatencyHistogram":
+    def merge(self, other: LatencyHistogram) -> LatencyHistogram:
         """Add `other`'s samples into this histogram (in place) and return self."""
         if other.significant_digits != self.significant_digits:
             raise ValueError("cannot merge histograms of different precision "
@@ -72,7 +72,7 @@ class LatencyHistogram:
             self.min = other.min if self.min is None else min(self.min, other.min)
         return self
 
-    def copy(self) -> "LatencyHistogram":
+    def copy(self) -> LatencyHistogram:
         return LatencyHistogram(self.significant_digits).merge(self)
 
     # -- reading ---------------------------------------------------------------------------------

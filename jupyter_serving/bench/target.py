@@ -46,7 +46,7 @@ class Target:
     headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def from_url(cls, url: str, body: bytes, headers: dict[str, str] | None = None) -> "Target":
+    def from_url(cls, url: str, body: bytes, headers: dict[str, str] | None = None) -> Target:
         parts = urlsplit(url)
         scheme = (parts.scheme or "").lower()
         host = parts.hostname or ""

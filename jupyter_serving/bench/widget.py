@@ -26,7 +26,20 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import Bool, Int
 
-from . import notebook as nb
+from jupyter_serving.bench.bench_result import BenchResult
+from jupyter_serving.bench.endpoint import (
+    apply_recommendation,
+    check_endpoint,
+    config_changes,
+    default_payload,
+    entity_limit,
+    host_and_token,
+    limit_notes,
+    resolve_payload,
+)
+from jupyter_serving.bench.errors import BenchError, error_message
+from jupyter_serving.bench.options import DEFAULT_CONCURRENCY, DEFAULT_DURATION_S, DEFAULT_WARMUP_S, parse_levels
+from jupyter_serving.bench.report import recommendation_html, render_png, table
 
 PAYLOAD_PREVIEW_BYTES = 20_000
 STYLE = {"description_width": "initial"}
@@ -51,8 +64,8 @@ class BenchmarkWidget(widgets.VBox):
     steps_done = Int(0, help="steps finished in the current run")
 
     def __init__(self, name: str, client: Any = None, *, payload: Any = None, entity: str | None = None,
-                 concurrency: Any = nb.DEFAULT_CONCURRENCY, duration: float = nb.DEFAULT_DURATION_S,
-                 warmup: float = nb.DEFAULT_WARMUP_S, target_qps: float | None = None,
+                 concurrency: Any = DEFAULT_CONCURRENCY, duration: float = DEFAULT_DURATION_S,
+                 warmup: float = DEFAULT_WARMUP_S, target_qps: float | None = None,
                  p99_ms: float | None = None, **kwargs: Any):
         self.name = name
         self._client = client
@@ -62,7 +75,7 @@ class BenchmarkWidget(widgets.VBox):
         self.warmup = float(warmup)
         self.frame = None
         self.recommendation = None
-        self.result: nb.BenchResult | None = None
+        self.result: BenchResult | None = None
         self.error: BaseException | None = None
         self.chart_png: bytes | None = None
         self._job = None
@@ -71,44 +84,8 @@ class BenchmarkWidget(widgets.VBox):
         self._apply_thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-        levels = ",".join(str(c) for c in nb.parse_levels(concurrency))
-        self.title = widgets.HTML(f"<b>Benchmark endpoint '{html.escape(name)}'</b>"
-                                  + (f" (served entity '{html.escape(entity)}')" if entity else ""))
-        self.concurrency = widgets.Text(value=levels, description="Concurrency levels", style=STYLE,
-                                        placeholder="1,2,4,8",
-                                        layout=widgets.Layout(width="260px"))
-        self.duration = widgets.BoundedFloatText(value=float(duration), min=0.5, max=3600.0, step=1.0,
-                                                 description="Seconds per step", style=STYLE,
-                                                 layout=widgets.Layout(width="190px"))
-        self.target_qps = widgets.BoundedFloatText(value=float(target_qps or 0.0), min=0.0, max=1e7,
-                                                   description="Target QPS (0: none)", style=STYLE,
-                                                   layout=widgets.Layout(width="220px"))
-        self.p99_ms = widgets.BoundedFloatText(value=float(p99_ms or 0.0), min=0.0, max=1e7,
-                                               description="p99 target ms (0: none)", style=STYLE,
-                                               layout=widgets.Layout(width="230px"))
-        self.payload = widgets.Textarea(value="", description="Payload (JSON)", style=STYLE,
-                                        placeholder="empty: the example from the endpoint's schema",
-                                        layout=widgets.Layout(width="98%", height="70px"))
-        if payload is not None:
-            preview = self._preview(payload)
-            if preview is not None:
-                self.payload.value = self._payload_preview = preview
-            else:
-                self.payload.placeholder = "the payload given in code (too large to show)"
-        self.run_button = widgets.Button(description="Run", button_style="primary", icon="play",
-                                         tooltip="run the sweep in the background")
-        self.stop_button = widgets.Button(description="Stop", button_style="warning", icon="stop",
-                                          disabled=True, tooltip="end the current step and stop")
-        self.apply_button = widgets.Button(description="Apply", button_style="success", icon="check",
-                                           disabled=True,
-                                           tooltip="resize the endpoint as recommended and wait until READY")
-        self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, description="Progress",
-                                              style=STYLE, layout=widgets.Layout(width="60%"))
-        self.status = widgets.HTML(value="Set the inputs and press Run.")
-        self.chart = widgets.Output(layout=widgets.Layout(min_height="40px"))
-        self.results = widgets.Output()
-        self.card = widgets.HTML(value="")
-
+        self._build_inputs(concurrency, duration, target_qps, p99_ms)
+        self._build_controls()
         self.run_button.on_click(lambda _: self.run())
         self.stop_button.on_click(lambda _: self.stop())
         self.apply_button.on_click(lambda _: self.apply())
@@ -127,13 +104,55 @@ class BenchmarkWidget(widgets.VBox):
         ]
         super().__init__(children=children, **kwargs)
 
+    def _build_inputs(self, concurrency: Any, duration: float, target_qps: float | None,
+                      p99_ms: float | None) -> None:
+        levels = ",".join(str(c) for c in parse_levels(concurrency))
+        self.title = widgets.HTML(f"<b>Benchmark endpoint '{html.escape(self.name)}'</b>"
+                                  + (f" (served entity '{html.escape(self.entity)}')" if self.entity else ""))
+        self.concurrency = widgets.Text(value=levels, description="Concurrency levels", style=STYLE,
+                                        placeholder="1,2,4,8",
+                                        layout=widgets.Layout(width="260px"))
+        self.duration = widgets.BoundedFloatText(value=float(duration), min=0.5, max=3600.0, step=1.0,
+                                                 description="Seconds per step", style=STYLE,
+                                                 layout=widgets.Layout(width="190px"))
+        self.target_qps = widgets.BoundedFloatText(value=float(target_qps or 0.0), min=0.0, max=1e7,
+                                                   description="Target QPS (0: none)", style=STYLE,
+                                                   layout=widgets.Layout(width="220px"))
+        self.p99_ms = widgets.BoundedFloatText(value=float(p99_ms or 0.0), min=0.0, max=1e7,
+                                               description="p99 target ms (0: none)", style=STYLE,
+                                               layout=widgets.Layout(width="230px"))
+        self.payload = widgets.Textarea(value="", description="Payload (JSON)", style=STYLE,
+                                        placeholder="empty: the example from the endpoint's schema",
+                                        layout=widgets.Layout(width="98%", height="70px"))
+        if self._payload is not None:
+            preview = self._preview(self._payload)
+            if preview is not None:
+                self.payload.value = self._payload_preview = preview
+            else:
+                self.payload.placeholder = "the payload given in code (too large to show)"
+
+    def _build_controls(self) -> None:
+        self.run_button = widgets.Button(description="Run", button_style="primary", icon="play",
+                                         tooltip="run the sweep in the background")
+        self.stop_button = widgets.Button(description="Stop", button_style="warning", icon="stop",
+                                          disabled=True, tooltip="end the current step and stop")
+        self.apply_button = widgets.Button(description="Apply", button_style="success", icon="check",
+                                           disabled=True,
+                                           tooltip="resize the endpoint as recommended and wait until READY")
+        self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, description="Progress",
+                                              style=STYLE, layout=widgets.Layout(width="60%"))
+        self.status = widgets.HTML(value="Set the inputs and press Run.")
+        self.chart = widgets.Output(layout=widgets.Layout(min_height="40px"))
+        self.results = widgets.Output()
+        self.card = widgets.HTML(value="")
+
     # ------------------------------------------------------------------------------------------
     # helpers
 
     @property
     def client(self):
         if self._client is None:
-            from .. import api
+            from jupyter_serving import api
 
             self._client = api.get_client()
         return self._client
@@ -143,7 +162,7 @@ class BenchmarkWidget(widgets.VBox):
         try:
             text = json.dumps(payload) if isinstance(payload, (dict, list)) else None
             if text is None:
-                from .target import encode_payload
+                from jupyter_serving.bench.target import encode_payload
 
                 text = encode_payload(payload).decode("utf-8")
         except (TypeError, ValueError, UnicodeDecodeError):
@@ -162,18 +181,18 @@ class BenchmarkWidget(widgets.VBox):
         if self._payload is not None and (text == (self._payload_preview or "") or not text):
             return self._payload
         if not text:
-            body = nb.default_payload(self.client, self.name, self.entity)
+            body = default_payload(self.client, self.name, self.entity)
             self._payload_preview = json.dumps(body)
             self.payload.value = self._payload_preview
             return body
-        return nb.resolve_payload(self.client, self.name, text, self.entity)
+        return resolve_payload(self.client, self.name, text, self.entity)
 
     def _show_chart(self, png: bytes) -> None:
         self.chart_png = png
         self.chart.outputs = (_png_output(png),)
 
     def _show_frame(self, frame) -> None:
-        shown = nb.table(frame)
+        shown = table(frame)
         self.results.outputs = (_html_output(shown.to_html(), shown.to_string()),)
 
     def _show_card(self, applied: str | None = None) -> None:
@@ -183,11 +202,11 @@ class BenchmarkWidget(widgets.VBox):
                     and len(self.frame) and not self._targets()[0] else "")
             self.card.value = f"<div style='color:#555'>{html.escape(hint)}</div>" if hint else ""
         else:
-            self.card.value = nb.recommendation_html(rec, applied=applied)
+            self.card.value = recommendation_html(rec, applied=applied)
         self.apply_button.disabled = rec is None or self.running or self.applying
 
     def _recommend(self) -> None:
-        from .sizing import recommend
+        from jupyter_serving.bench.sizing import recommend
 
         target, p99 = self._targets()
         self.recommendation = None
@@ -206,7 +225,7 @@ class BenchmarkWidget(widgets.VBox):
             self._recommend()
             if self.frame is not None and len(self.frame):
                 target, p99 = self._targets()
-                self._show_chart(nb.render_png(self.name, self.frame, duration=self.duration.value,
+                self._show_chart(render_png(self.name, self.frame, duration=self.duration.value,
                                                target_qps=target, p99_ms=p99))
 
     # ------------------------------------------------------------------------------------------
@@ -218,8 +237,8 @@ class BenchmarkWidget(widgets.VBox):
             if self.running or self.applying:
                 return
             try:
-                levels = nb.parse_levels(self.concurrency.value)
-            except nb.BenchError as err:
+                levels = parse_levels(self.concurrency.value)
+            except BenchError as err:
                 self.error = err
                 self._say(str(err), "error")
                 return
@@ -277,81 +296,90 @@ class BenchmarkWidget(widgets.VBox):
     # background work
 
     def _work(self, levels: list[int]) -> None:
-        from .runner import BenchmarkJob, sweep, to_frame
-
-        duration, warmup = float(self.duration.value), self.warmup
-        step_s = duration + warmup
-        steps: list = []
+        duration = float(self.duration.value)
         try:
             self._say("Reading the endpoint…")
-            status = nb.check_endpoint(self.client, self.name, self.entity)
-            limit = nb.entity_limit(status, self.entity)
-            notes = nb.limit_notes(levels, limit)
+            status = check_endpoint(self.client, self.name, self.entity)
+            limit = entity_limit(status, self.entity)
+            notes = limit_notes(levels, limit)
             body = self._body()
-            host, token = nb.host_and_token(self.client)
+            host, token = host_and_token(self.client)
             if self._stop.is_set():
-                raise _Stopped()
-
-            def on_step(step) -> None:  # the load generator's thread, between steps
-                steps.append(step)
-                self.frame = to_frame(list(steps))
-                self.steps_done = len(steps)
-                self.progress.value = float(len(steps))
-                target, p99 = self._targets()
-                self._show_frame(self.frame)
-                self._show_chart(nb.render_png(self.name, self.frame, duration=duration,
-                                               target_qps=target, p99_ms=p99))
-
-            self._job = job = BenchmarkJob(sweep, host, token, self.name, body, levels, duration=duration,
-                                           warmup=warmup, entity=self.entity, on_step=on_step)
-            job.start()
-            if self._stop.is_set():
-                job.stop()
-            step_started, seen = time.monotonic(), 0
-            while not job.wait(0.2):
-                if len(steps) != seen:
-                    seen, step_started = len(steps), time.monotonic()
-                if not self._stop.is_set() and seen < len(levels):
-                    fraction = min((time.monotonic() - step_started) / step_s, 0.95)
-                    self.progress.value = seen + fraction
-                    above = limit is not None and levels[seen] > limit
-                    self._say(f"Step {seen + 1}/{len(levels)}: concurrency {levels[seen]} "
-                              f"({duration:g} s after {warmup:g} s warm-up)…"
-                              + (f" Above the endpoint's {limit} concurrent requests: expect 429s."
-                                 if above else ""))
-            frame = job.result()
-            self.frame = frame if frame is not None else to_frame(steps)
-            stopped = self._stop.is_set() or bool(len(self.frame) and self.frame["interrupted"].any())
-            target, p99 = self._targets()
-            self.result = nb.BenchResult(endpoint=self.name, frame=self.frame, mode="closed",
-                                         entity=self.entity, duration=duration, target_qps=target,
-                                         p99_ms=p99, interrupted=stopped, notes=notes, client=self.client,
-                                         _png=self.chart_png)
-            self._recommend()
-            if len(self.frame):
-                self._show_frame(self.frame)
-            if stopped:
                 self.progress.bar_style = "warning"
-                self._say(f"Stopped after {len(self.frame)} of {len(levels)} step(s).", "warning")
-            else:
-                self.progress.value = self.progress.max
-                self.progress.bar_style = "success"
-                self._say(f"Done: {len(self.frame)} step(s)." + (f" {notes[0]}" if notes else ""), "ok")
-        except _Stopped:
-            self.progress.bar_style = "warning"
-            self._say("Stopped before the first step.", "warning")
+                self._say("Stopped before the first step.", "warning")
+                return
+            self._sweep(host, token, body, levels, duration, limit)
+            self._conclude(levels, duration, notes)
         except Exception as err:  # noqa: BLE001 - shown in the widget, kept in .error
             self.error = err
             self.progress.bar_style = "danger"
-            self._say(_message(err), "error")
+            self._say(error_message(err), "error")
         finally:
             self.run_button.disabled = False
             self.stop_button.disabled = True
             self.apply_button.disabled = self.recommendation is None or self.applying
             self.running = False  # last: whoever waits on it sees the final state
 
+    def _on_step(self, steps: list, step, duration: float) -> None:  # the load generator's thread
+        from jupyter_serving.bench.runner import to_frame
+
+        steps.append(step)
+        self.frame = to_frame(list(steps))
+        self.steps_done = len(steps)
+        self.progress.value = float(len(steps))
+        target, p99 = self._targets()
+        self._show_frame(self.frame)
+        self._show_chart(render_png(self.name, self.frame, duration=duration, target_qps=target, p99_ms=p99))
+
+    def _sweep(self, host: str, token: str | None, body: Any, levels: list[int], duration: float,
+               limit: int | None) -> None:
+        """Run the sweep as a BenchmarkJob, showing the step in progress until it ends."""
+        from jupyter_serving.bench.runner import BenchmarkJob, sweep, to_frame
+
+        steps: list = []
+        self._job = job = BenchmarkJob(sweep, host, token, self.name, body, levels, duration=duration,
+                                       warmup=self.warmup, entity=self.entity,
+                                       on_step=lambda step: self._on_step(steps, step, duration))
+        job.start()
+        if self._stop.is_set():
+            job.stop()
+        step_started, seen = time.monotonic(), 0
+        while not job.wait(0.2):
+            if len(steps) != seen:
+                seen, step_started = len(steps), time.monotonic()
+            if not self._stop.is_set() and seen < len(levels):
+                self._show_step(levels, seen, time.monotonic() - step_started, duration, limit)
+        frame = job.result()
+        self.frame = frame if frame is not None else to_frame(steps)
+
+    def _show_step(self, levels: list[int], index: int, elapsed: float, duration: float,
+                   limit: int | None) -> None:
+        self.progress.value = index + min(elapsed / (duration + self.warmup), 0.95)
+        above = limit is not None and levels[index] > limit
+        self._say(f"Step {index + 1}/{len(levels)}: concurrency {levels[index]} "
+                  f"({duration:g} s after {self.warmup:g} s warm-up)…"
+                  + (f" Above the endpoint's {limit} concurrent requests: expect 429s." if above else ""))
+
+    def _conclude(self, levels: list[int], duration: float, notes: list[str]) -> None:
+        """The result, the recommendation and the final status line of a finished sweep."""
+        stopped = self._stop.is_set() or bool(len(self.frame) and self.frame["interrupted"].any())
+        target, p99 = self._targets()
+        self.result = BenchResult(endpoint=self.name, frame=self.frame, mode="closed", entity=self.entity,
+                                  duration=duration, target_qps=target, p99_ms=p99, interrupted=stopped,
+                                  notes=notes, client=self.client, _png=self.chart_png)
+        self._recommend()
+        if len(self.frame):
+            self._show_frame(self.frame)
+        if stopped:
+            self.progress.bar_style = "warning"
+            self._say(f"Stopped after {len(self.frame)} of {len(levels)} step(s).", "warning")
+        else:
+            self.progress.value = self.progress.max
+            self.progress.bar_style = "success"
+            self._say(f"Done: {len(self.frame)} step(s)." + (f" {notes[0]}" if notes else ""), "ok")
+
     def _apply_work(self, rec) -> None:
-        changes = nb.config_changes(rec)
+        changes = config_changes(rec)
         what = ", ".join(f"{k}={v}" for k, v in changes.items())
         try:
             self._say(f"Applying {what}…")
@@ -359,33 +387,18 @@ class BenchmarkWidget(widgets.VBox):
             def progress(status, elapsed) -> None:
                 self._say(f"Applying {what}: {status.progress_line(elapsed)}")
 
-            status = nb.apply_recommendation(self.client, self.name, rec, entity=self.entity,
+            status = apply_recommendation(self.client, self.name, rec, entity=self.entity,
                                              on_progress=progress)
             done = f"Applied {what}: endpoint '{self.name}' is {status.state}."
             self._show_card(applied=done)
             self._say(done, "ok")
         except Exception as err:  # noqa: BLE001
             self.error = err
-            self._say(f"Apply failed: {_message(err)}", "error")
+            self._say(f"Apply failed: {error_message(err)}", "error")
         finally:
             self.run_button.disabled = self.running
             self.apply_button.disabled = self.recommendation is None or self.running
             self.applying = False  # last: whoever waits on it sees the final state
-
-
-class _Stopped(Exception):
-    pass
-
-
-def _message(err: BaseException) -> str:
-    from ..errors import ServingError
-
-    if isinstance(err, ServingError):
-        return str(err)
-    try:
-        return str(nb._engine_error(err))
-    except BaseException:  # noqa: BLE001 - not an engine error: name it
-        return f"{type(err).__name__}: {err}"
 
 
 __all__ = ["BenchmarkWidget"]

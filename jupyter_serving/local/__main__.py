@@ -9,8 +9,8 @@ import logging
 import os
 import socket
 
-from ..localctl import DEFAULT_CLOUD, ensure_home, home_dir
-from ..workloads import CLOUDS
+from jupyter_serving.core.workloads import CLOUDS
+from jupyter_serving.datadir import DEFAULT_CLOUD, ensure_home, home_dir
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -31,7 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 async def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from .app import create_app
+    from jupyter_serving.local.app import create_app
 
     paths = ensure_home(home_dir(args.data_dir))
     settings_file = paths.home / "cloud"

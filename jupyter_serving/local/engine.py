@@ -1,80 +1,59 @@
-"""The serving engine: endpoint documents, their state machine, and the model servers behind them.
+"""The serving engine: endpoint documents and their state machine.
 
-State is reported exactly as Databricks does: `state.ready` (READY / NOT_READY), `state.config_update`
-(NOT_UPDATING / IN_PROGRESS / UPDATE_FAILED), `pending_config` while an update runs, and per served
-entity `state.deployment` + `deployment_state_message`. An update deploys the new config beside the
-old one and swaps only when every new entity answers, so the old config serves until then and stays
-serving when the update fails.
+State is reported exactly as Databricks does (see `states`): `state.ready`, `state.config_update`,
+`pending_config` while an update runs, and per served entity `state.deployment` +
+`deployment_state_message`. The engine owns the documents and every transition of them; bringing
+configs up is `deploy`'s job, watching model servers `monitor`'s, idling them `scale_to_zero`'s.
 """
 from __future__ import annotations
 
 import asyncio
 import copy
-import hashlib
-import json
 import logging
-import re
+import secrets
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
 from pathlib import Path
 
 import aiohttp
 
-from ..localctl import Paths
-from ..rules import RESOURCE_CONFLICT, RuleViolation, entity_concurrency
-from ..workloads import find_workload_type
-from .registry import Registry
-from .store import Store
-from .supervisor import ModelServer, ModelServerFailed
+from jupyter_serving.core.rules import (
+    RESOURCE_CONFLICT,
+    RuleViolation,
+    normalize_config,
+    validate_endpoint_name,
+    validate_rate_limits,
+)
+from jupyter_serving.datadir import Paths
+from jupyter_serving.local.deploy import Deployer
+from jupyter_serving.local.monitor import Monitor
+from jupyter_serving.local.placement import detect_gpus
+from jupyter_serving.local.registry import Registry
+from jupyter_serving.local.runtime import EntityRuntime, strip_states
+from jupyter_serving.local.states import (
+    ABORTED,
+    CREATING,
+    DEPLOYED,
+    IN_PROGRESS,
+    NOT_READY,
+    NOT_SUSPENDED,
+    NOT_UPDATING,
+    READY,
+    RECOVERING,
+    SUSPENDED,
+    UPDATE_FAILED,
+    StateError,
+    entity_doc,
+    entity_state,
+)
+from jupyter_serving.local.store import Store
 
 log = logging.getLogger("jupyter_serving.local")
-
-READY, NOT_READY = "READY", "NOT_READY"
-NOT_UPDATING, IN_PROGRESS, UPDATE_FAILED = "NOT_UPDATING", "IN_PROGRESS", "UPDATE_FAILED"
-CREATING, DEPLOYED, FAILED, ABORTED, RECOVERING = (
-    "DEPLOYMENT_CREATING", "DEPLOYMENT_READY", "DEPLOYMENT_FAILED", "DEPLOYMENT_ABORTED", "DEPLOYMENT_RECOVERING",
-)
-SUSPENDED, NOT_SUSPENDED = "SUSPENDED", "NOT_SUSPENDED"
-
-MODEL_LOAD_TIMEOUT_S = 180.0
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def spec_key(entity: dict) -> str:
-    """What makes two served entities the same deployment (so an unchanged one is not restarted)."""
-    relevant = {k: entity.get(k) for k in ("name", "entity_name", "entity_version", "workload_type",
-                                           "environment_vars")}
-    relevant["threads"] = entity_concurrency(entity)[1]
-    return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
-
-
-class StateError(RuleViolation):
-    """A request that the endpoint's current state forbids (400 INVALID_STATE or 409 conflict)."""
-
-
-@dataclass
-class EntityRuntime:
-    """One served entity's live side: its model server and its concurrency gate."""
-
-    endpoint: str
-    spec: dict
-    server: ModelServer
-    key: str
-    limit: int
-    scale_to_zero: bool
-    in_flight: int = 0
-    last_used: float = field(default_factory=time.monotonic)
-    status: str = "starting"  # starting | ready | recovering | scaled_to_zero | draining | stopped
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @property
-    def name(self) -> str:
-        return self.spec["name"]
 
 
 class Engine:
@@ -86,17 +65,19 @@ class Engine:
         self.store = Store(paths.state_db)
         self.registry = Registry(paths.mlflow_uri, paths.artifacts)
         self.endpoints: dict[str, dict] = {}
-        self.runtimes: dict[str, dict[str, EntityRuntime]] = {}
-        self.tasks: dict[str, asyncio.Task] = {}
+        self.runtimes: dict[str, dict[str, EntityRuntime]] = {}  # the serving runtimes of each endpoint
+        self.updates: dict[str, asyncio.Task] = {}  # each endpoint's latest deployment
         self.session: aiohttp.ClientSession | None = None
-        self._monitor: asyncio.Task | None = None
-        self._starting: dict[tuple[str, str], EntityRuntime] = {}  # runtimes of configs not yet serving
-        self.gpu_count = _detect_gpus()
+        self.deployer = Deployer(self)
+        self.monitor = Monitor(self)
+        self._background: set[asyncio.Task] = set()
+        self.gpu_count = detect_gpus()
         self.workspace_id = self.store.setting("workspace_id") or str(uuid.uuid4().int)[:16]
         self.store.set_setting("workspace_id", self.workspace_id)
 
     # lifecycle ---------------------------------------------------------------------------------
     async def startup(self) -> None:
+        self.store.add_token(self.paths.token.read_text().strip(), self.admin_user, True, "local admin", now_ms())
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=None),
             auto_decompress=False,
@@ -105,21 +86,28 @@ class Engine:
         for doc in self.store.load_endpoints():
             self.endpoints[doc["name"]] = doc
             self._restore(doc)
-        self._monitor = asyncio.create_task(self._monitor_loop())
+        self.background(self.monitor.watch())
 
     async def shutdown(self) -> None:
-        if self._monitor:
-            self._monitor.cancel()
-        for task in list(self.tasks.values()):
+        tasks = list(self._background)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for runtimes in self.runtimes.values():
             for rt in runtimes.values():
                 await rt.server.stop()
-        for rt in self._pending_runtimes():
+        for rt in self.deployer.pending():
             await rt.server.stop()
         if self.session:
             await self.session.close()
         self.store.close()
+
+    def background(self, coro: Coroutine) -> asyncio.Task:
+        """Run `coro` as a task the engine keeps (until done) and cancels at shutdown."""
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     def _restore(self, doc: dict) -> None:
         """After a backend restart: bring the serving config back, then resume an interrupted update."""
@@ -130,85 +118,88 @@ class Engine:
             e["state"]["deployment"] in (DEPLOYED, RECOVERING) for e in config["served_entities"])
         if serving:
             for entity in config["served_entities"]:
-                entity["state"] = _entity_state(RECOVERING, "Restarting the model server after a backend restart.")
+                entity["state"] = entity_state(RECOVERING, "Restarting the model server after a backend restart.")
             doc["state"]["ready"] = NOT_READY
             self.store.save_endpoint(doc)
-        self.tasks[doc["name"]] = asyncio.create_task(self._restore_then_update(doc["name"], serving, pending))
+        self.updates[doc["name"]] = self.background(self._restore_then_update(doc["name"], serving, pending))
 
     async def _restore_then_update(self, name: str, serving: bool, pending: dict | None) -> None:
         if serving:
-            await self._deploy(name, self.endpoints[name]["config"], restoring=True)
+            await self.deployer.deploy(name, self.endpoints[name]["config"], restoring=True)
         if pending is not None and name in self.endpoints:
-            await self._deploy(name, pending)
+            await self.deployer.deploy(name, pending)
 
-    # queries on state --------------------------------------------------------------------------
+    # queries -----------------------------------------------------------------------------------
     def get(self, name: str) -> dict:
         doc = self.endpoints.get(name)
         if doc is None:
             raise RuleViolation(f"Endpoint '{name}' does not exist.", "RESOURCE_DOES_NOT_EXIST")
         return doc
 
+    def by_id(self, endpoint_id: str) -> dict | None:
+        return next((d for d in self.endpoints.values() if d["id"] == endpoint_id), None)
+
     def entity_names(self, doc: dict) -> list[str]:
         names = [e["name"] for e in (doc.get("config") or {}).get("served_entities", [])]
         names += [e["name"] for e in (doc.get("pending_config") or {}).get("served_entities", [])]
         return names
 
-    # mutations ---------------------------------------------------------------------------------
-    def create(self, body: dict, config: dict, user: str) -> dict:
+    def served_entity(self, doc: dict, entity: str) -> dict:
+        """A served entity of the pending or the serving config; RESOURCE_DOES_NOT_EXIST if neither has it."""
+        found = entity_doc(doc, entity, "pending_config") or entity_doc(doc, entity, "config")
+        if found is None:
+            raise RuleViolation(f"Served entity '{entity}' does not exist on endpoint '{doc['name']}'; served "
+                                f"entities: {', '.join(self.entity_names(doc)) or 'none'}.",
+                                "RESOURCE_DOES_NOT_EXIST")
+        return found
+
+    def log_path(self, endpoint: str, entity: str) -> Path:
+        """The model server log of a served entity."""
+        return self.paths.logs / endpoint / f"{entity}.log"
+
+    # operations --------------------------------------------------------------------------------
+    async def create(self, body: dict, user: str) -> dict:
+        """Create an endpoint from a create request's body and start deploying its config."""
+        validate_endpoint_name(body.get("name"))
+        config = normalize_config(body.get("config"), self.cloud)
+        await self._check_models(config)
         name = body["name"]
         if name in self.endpoints:
             raise RuleViolation(f"Endpoint with name '{name}' already exists.", "RESOURCE_ALREADY_EXISTS")
-        self._check_models(config)
         ts = now_ms()
-        pending = self._stamp_config(config, 1, user, ts)
-        doc = {
-            "name": name,
-            "id": uuid.uuid4().hex,
-            "creator": user,
-            "creation_timestamp": ts,
-            "last_updated_timestamp": ts,
-            "state": {"ready": NOT_READY, "config_update": IN_PROGRESS, "suspend": NOT_SUSPENDED},
-            "config": None,
-            "pending_config": pending,
-            "tags": list(body.get("tags") or []),
-            "ai_gateway": body.get("ai_gateway"),
-            "rate_limits": list(body.get("rate_limits") or []),
-            "route_optimized": bool(body.get("route_optimized", False)),
-            "description": body.get("description"),
-            "budget_policy_id": body.get("budget_policy_id"),
-            "email_notifications": body.get("email_notifications"),
-            "acl": [],
-            "task": None,
-        }
+        doc = _new_endpoint(body, self._stamp_config(config, 1, user, ts), user, ts)
         self.endpoints[name] = doc
         self.store.save_endpoint(doc)
-        self.tasks[name] = asyncio.create_task(self._deploy(name, pending))
+        self._launch(name, doc["pending_config"])
         return doc
 
-    def update_config(self, name: str, config: dict, user: str) -> dict:
+    async def update_config(self, name: str, config: dict, user: str) -> dict:
+        """Validate `config` and start deploying it beside the serving one."""
+        config = normalize_config(config, self.cloud)
+        self._refuse_if_updating(self.get(name), "update its config")
+        await self._check_models(config)
+        # The registry lookup yielded the event loop: look at the endpoint as it is now.
         doc = self.get(name)
         self._refuse_if_updating(doc, "update its config")
         if doc["state"].get("suspend") == SUSPENDED:
             raise StateError(f"Endpoint '{name}' is stopped; start it before updating its config.", "INVALID_STATE")
-        self._check_models(config)
-        version = self._next_version(doc)
-        doc["pending_config"] = self._stamp_config(config, version, user, now_ms())
+        doc["pending_config"] = self._stamp_config(config, self._next_version(doc), user, now_ms())
         doc["state"]["config_update"] = IN_PROGRESS
         doc["last_updated_timestamp"] = now_ms()
         self.store.save_endpoint(doc)
-        self.tasks[name] = asyncio.create_task(self._deploy(name, doc["pending_config"]))
+        self._launch(name, doc["pending_config"])
         return doc
 
     async def delete(self, name: str) -> None:
         self.get(name)
-        task = self.tasks.pop(name, None)
+        task = self.updates.pop(name, None)
         if task:
             task.cancel()
         del self.endpoints[name]
         self.store.delete_endpoint(name)
         for rt in self.runtimes.pop(name, {}).values():
             await rt.server.stop()
-        for rt in self._pending_runtimes(name):
+        for rt in self.deployer.pending(name):
             await rt.server.stop()
 
     async def stop(self, name: str) -> dict:
@@ -221,9 +212,8 @@ class Engine:
             await rt.server.stop()
         doc["state"] = {"ready": NOT_READY, "config_update": NOT_UPDATING, "suspend": SUSPENDED}
         for entity in (doc.get("config") or {}).get("served_entities", []):
-            entity["state"] = _entity_state(ABORTED, "The endpoint is stopped; start it to serve again.")
-        doc["last_updated_timestamp"] = now_ms()
-        self.store.save_endpoint(doc)
+            entity["state"] = entity_state(ABORTED, "The endpoint is stopped; start it to serve again.")
+        self.save(doc)
         return doc
 
     def start(self, name: str, user: str) -> dict:
@@ -233,18 +223,103 @@ class Engine:
         if not doc.get("config"):
             raise StateError(f"Endpoint '{name}' has no config to start.", "INVALID_STATE")
         version = self._next_version(doc)
-        doc["pending_config"] = self._stamp_config(_strip_states(doc["config"]), version, user, now_ms())
+        doc["pending_config"] = self._stamp_config(strip_states(doc["config"]), version, user, now_ms())
         doc["state"] = {"ready": NOT_READY, "config_update": IN_PROGRESS, "suspend": NOT_SUSPENDED}
-        doc["last_updated_timestamp"] = now_ms()
-        self.store.save_endpoint(doc)
-        self.tasks[name] = asyncio.create_task(self._deploy(name, doc["pending_config"]))
+        self.save(doc)
+        self._launch(name, doc["pending_config"])
         return doc
+
+    def update_tags(self, name: str, add: list[dict] | None, delete: list[str] | None) -> list[dict]:
+        doc = self.get(name)
+        tags = {t["key"]: t.get("value") for t in doc.get("tags", [])}
+        for key in delete or []:
+            tags.pop(key, None)
+        for tag in add or []:
+            if not tag.get("key"):
+                raise RuleViolation("Every tag needs a non-empty key.")
+            tags[tag["key"]] = tag.get("value")
+        doc["tags"] = [{"key": k, "value": v} if v is not None else {"key": k} for k, v in tags.items()]
+        self.save(doc)
+        return doc["tags"]
+
+    def set_ai_gateway(self, name: str, ai_gateway: dict) -> dict:
+        doc = self.get(name)
+        validate_rate_limits(ai_gateway.get("rate_limits"))
+        doc["ai_gateway"] = ai_gateway
+        self.save(doc)
+        return ai_gateway
+
+    def set_rate_limits(self, name: str, limits: list[dict] | None) -> list[dict]:
+        doc = self.get(name)
+        validate_rate_limits(limits)
+        doc["rate_limits"] = list(limits or [])
+        self.save(doc)
+        return doc["rate_limits"]
+
+    def set_acl(self, name: str, acl: list[dict]) -> dict:
+        doc = self.get(name)
+        doc["acl"] = acl
+        self.save(doc)
+        return doc
+
+    def issue_token(self, user: str, comment: str) -> str:
+        """A new access token for `user` (not an admin)."""
+        token = "dapi" + secrets.token_hex(16)
+        self.store.add_token(token, user, False, comment, now_ms())
+        return token
 
     def save(self, doc: dict) -> None:
         doc["last_updated_timestamp"] = now_ms()
         self.store.save_endpoint(doc)
 
+    # transitions reported by deployment and monitoring -----------------------------------------
+    def config_serving(self, doc: dict, target: dict, restoring: bool) -> None:
+        """Every entity of `target` answers and receives the traffic: it is the serving config."""
+        serving = copy.deepcopy(target)
+        serving.pop("start_time", None)
+        doc["config"] = serving
+        doc["state"]["ready"] = READY
+        if not restoring:  # a restore leaves config_update to the interrupted update that resumes next
+            doc["pending_config"] = None
+            doc["state"]["config_update"] = NOT_UPDATING
+        self.save(doc)
+
+    def config_failed(self, doc: dict, target: dict, restoring: bool, replacing: bool) -> None:
+        """`target` failed to come up; `replacing`: another config was serving (and keeps serving)."""
+        if restoring:
+            doc["state"]["ready"] = NOT_READY
+        elif replacing:
+            doc["pending_config"] = None
+            doc["state"]["config_update"] = UPDATE_FAILED
+        else:  # nothing was serving (a create, or a start after stop): show the failed config
+            failed = copy.deepcopy(target)
+            failed.pop("start_time", None)
+            doc["config"] = failed
+            doc["pending_config"] = None
+            doc["state"].update(ready=NOT_READY, config_update=UPDATE_FAILED)
+        self.save(doc)
+
+    def set_entity_state(self, rt: EntityRuntime, deployment: str, message: str) -> None:
+        """Report a serving entity's deployment state; the endpoint is READY again once all serve."""
+        doc = self.endpoints.get(rt.endpoint)
+        if doc is None:
+            return
+        entity = entity_doc(doc, rt.name, "config")
+        if entity is not None:
+            entity["state"] = entity_state(deployment, message)
+        if doc["config"] and self._all_serving(doc):
+            doc["state"]["ready"] = READY
+        self.store.save_endpoint(doc)
+
     # helpers -----------------------------------------------------------------------------------
+    def _all_serving(self, doc: dict) -> bool:
+        runtimes = self.runtimes.get(doc["name"], {})
+        return all(runtimes.get(e["name"]) is not None and runtimes[e["name"]].status in ("ready", "scaled_to_zero")
+                   for e in (doc.get("config") or {}).get("served_entities", []))
+
+    def _launch(self, name: str, target: dict) -> None:
+        self.updates[name] = self.background(self.deployer.deploy(name, target))
+
     def _refuse_if_updating(self, doc: dict, action: str) -> None:
         if doc["state"]["config_update"] == IN_PROGRESS:
             raise StateError(
@@ -256,9 +331,13 @@ class Engine:
     def _next_version(self, doc: dict) -> int:
         return max((doc.get("config") or {}).get("config_version", 0), doc.get("_last_version", 0)) + 1
 
-    def _check_models(self, config: dict) -> None:
-        for entity in config["served_entities"]:
-            self.registry.resolve(entity["entity_name"], entity["entity_version"])
+    async def _check_models(self, config: dict) -> None:
+        """Every served model version exists in the registry (looked up off the event loop)."""
+        def resolve_all() -> None:
+            for entity in config["served_entities"]:
+                self.registry.resolve(entity["entity_name"], entity["entity_version"])
+
+        await asyncio.to_thread(resolve_all)
 
     def _stamp_config(self, config: dict, version: int, user: str, ts: int) -> dict:
         config = copy.deepcopy(config)
@@ -267,277 +346,31 @@ class Engine:
         for entity in config["served_entities"]:
             entity["creator"] = user
             entity["creation_timestamp"] = ts
-            entity["state"] = _entity_state(CREATING, "Creating the model server.")
+            entity["state"] = entity_state(CREATING, "Creating the model server.")
         return config
 
-    def _pending_runtimes(self, name: str | None = None) -> list[EntityRuntime]:
-        return [rt for (ep, _), rt in list(self._starting.items()) if name is None or ep == name]
 
-    def _entity_env(self, spec: dict) -> tuple[dict[str, str], str]:
-        env = {k: str(v) for k, v in (spec.get("environment_vars") or {}).items()}
-        env["MLFLOW_TRACKING_URI"] = self.paths.mlflow_uri
-        env["MLFLOW_REGISTRY_URI"] = self.paths.mlflow_uri
-        wt = find_workload_type(self.cloud, spec.get("workload_type") or "CPU")
-        if wt is None or not wt.is_gpu:
-            env["CUDA_VISIBLE_DEVICES"] = ""
-            return env, ""
-        if self.gpu_count >= wt.gpu_count:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(wt.gpu_count))
-            return env, f"Running on {wt.gpu_count} local GPU(s) for {wt.name}."
-        env["CUDA_VISIBLE_DEVICES"] = ""
-        return env, (f"{wt.name} asks for {wt.gpu_count}×{wt.gpu}; this machine has "
-                     f"{self.gpu_count} GPU(s), so the model runs on CPU.")
-
-    # deployment --------------------------------------------------------------------------------
-    async def _deploy(self, name: str, target: dict, restoring: bool = False) -> None:
-        """Bring up every entity of `target`, then make it the serving config (or fail, keeping the old)."""
-        doc = self.endpoints[name]
-        version = target["config_version"]
-        old = self.runtimes.get(name, {}) if not restoring else {}
-        new: dict[str, EntityRuntime] = {}
-        started: list[EntityRuntime] = []
-        for entity in target["served_entities"]:
-            key = spec_key(entity)
-            reuse = next((rt for rt in old.values() if rt.key == key), None)
-            if reuse is not None:
-                new[entity["name"]] = reuse
-                reuse.spec = _spec(entity)
-                reuse.limit = entity_concurrency(entity)[1]
-                reuse.scale_to_zero = bool(entity.get("scale_to_zero_enabled"))
-                entity["state"] = copy.deepcopy(_entity_doc(doc, reuse.name, "config") or {}).get(
-                    "state", _entity_state(DEPLOYED, ""))
-                continue
-            rt = self._new_runtime(name, entity)
-            new[entity["name"]] = rt
-            started.append(rt)
-            self._starting[(name, f"{entity['name']}@{version}")] = rt
-        failures: list[str] = []
-        try:
-            results = await asyncio.gather(
-                *(self._bring_up(doc, target, rt, version) for rt in started), return_exceptions=True)
-            for rt, result in zip(started, results):
-                if isinstance(result, BaseException):
-                    if isinstance(result, asyncio.CancelledError):
-                        raise result
-                    failures.append(f"{rt.name}: {result}")
-        except asyncio.CancelledError:
-            for rt in started:
-                await rt.server.stop()
-            raise
-        finally:
-            for rt in started:
-                self._starting.pop((name, f"{rt.name}@{version}"), None)
-        if name not in self.endpoints:  # deleted meanwhile
-            for rt in started:
-                await rt.server.stop()
-            return
-        doc["_last_version"] = max(doc.get("_last_version", 0), version)
-        if failures:
-            for rt in started:
-                rt.status = "stopped"
-                await rt.server.stop()
-            if restoring:
-                doc["state"]["ready"] = NOT_READY
-            elif old:
-                doc["pending_config"] = None  # the old config keeps serving
-                doc["state"]["config_update"] = UPDATE_FAILED
-            else:  # nothing was serving (a create, or a start after stop): show the failed config
-                failed = copy.deepcopy(target)
-                failed.pop("start_time", None)
-                doc["config"] = failed
-                doc["pending_config"] = None
-                doc["state"].update(ready=NOT_READY, config_update=UPDATE_FAILED)
-            log.warning("endpoint %s: config version %s failed: %s", name, version, "; ".join(failures))
-            self.save(doc)
-            return
-        # Switch traffic to the new servers first, then drain the old ones: no request sees a gap.
-        self.runtimes[name] = new
-        for rt in old.values():
-            if rt not in new.values():
-                asyncio.create_task(self._drain_and_stop(rt))
-        serving = copy.deepcopy(target)
-        serving.pop("start_time", None)
-        doc["config"] = serving
-        doc["state"]["ready"] = READY
-        if not restoring:  # a restore leaves config_update to the interrupted update that resumes next
-            doc["pending_config"] = None
-            doc["state"]["config_update"] = NOT_UPDATING
-        self.save(doc)
-
-    async def _drain_and_stop(self, rt: EntityRuntime, grace_s: float = 60.0) -> None:
-        """Stop a server that no longer receives traffic once its in-flight requests have finished."""
-        rt.status = "draining"
-        deadline = time.monotonic() + grace_s
-        while rt.in_flight and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        rt.status = "stopped"
-        await rt.server.stop()
-
-    def _new_runtime(self, endpoint: str, entity: dict) -> EntityRuntime:
-        limit = entity_concurrency(entity)[1]
-        spec = _spec(entity)
-        env, _ = self._entity_env(spec)
-        log_path = self.paths.logs / endpoint / f"{entity['name']}.log"
-        server = ModelServer("", log_path, threads=max(limit, 4), env=env)
-        return EntityRuntime(endpoint, spec, server, spec_key(entity), limit,
-                             bool(entity.get("scale_to_zero_enabled")))
-
-    async def _bring_up(self, doc: dict, target: dict, rt: EntityRuntime, version: int) -> None:
-        lines: list[str] = []
-
-        def note(msg: str) -> None:
-            lines.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}")
-
-        entity = next(e for e in target["served_entities"] if e["name"] == rt.name)
-        try:
-            note(f"Resolving {rt.spec['entity_name']} version {rt.spec['entity_version']} in the MLflow registry.")
-            path = await asyncio.to_thread(self.registry.resolve, rt.spec["entity_name"], rt.spec["entity_version"])
-            rt.server.model_uri = path
-            note(f"Model files: {path}")
-            _, placement = self._entity_env(rt.spec)
-            if placement:
-                note(placement)
-            offset = rt.server.log_path.stat().st_size if rt.server.log_path.exists() else 0
-            rt.server.spawn()
-            note(f"Started MLflow scoring server (pid {rt.server.pid}, port {rt.server.port}, "
-                 f"{rt.limit} concurrent requests).")
-            try:
-                took = await rt.server.wait_ready(self.session, MODEL_LOAD_TIMEOUT_S)
-            finally:
-                lines.append(_read_from(rt.server.log_path, offset).rstrip())
-            note(f"Model server ready after {took:.1f} s.")
-            rt.status = "ready"
-            rt.ready.set()
-            rt.last_used = time.monotonic()
-            entity["state"] = _entity_state(DEPLOYED, placement)
-        except (ModelServerFailed, RuleViolation) as exc:
-            note(f"FAILED: {exc}")
-            reason = _last_error_line("\n".join(lines)) or str(exc)
-            entity["state"] = _entity_state(FAILED, f"Failed to deploy: {reason} See the build logs.")
-            raise ModelServerFailed(reason) from exc
-        finally:
-            self.store.save_build_log(doc["name"], rt.name, version, "\n".join(lines) + "\n")
-            self.store.save_endpoint(doc)
-
-    # serving-time lifecycle: crashes, scale to zero, cold starts --------------------------------
-    async def ensure_ready(self, rt: EntityRuntime, timeout: float) -> None:
-        if rt.ready.is_set():
-            return
-        if rt.status == "scaled_to_zero":
-            async with rt.start_lock:
-                if rt.status == "scaled_to_zero":
-                    rt.status = "starting"
-                    asyncio.create_task(self._restart(rt, "Cold start after scale to zero."))
-        await asyncio.wait_for(rt.ready.wait(), timeout)
-
-    async def _restart(self, rt: EntityRuntime, why: str) -> None:
-        backoff = 1.0
-        while rt.status in ("starting", "recovering"):
-            self._set_entity_state(rt, RECOVERING if rt.status == "recovering" else CREATING, why)
-            rt.server.spawn()
-            try:
-                await rt.server.wait_ready(self.session, MODEL_LOAD_TIMEOUT_S)
-            except ModelServerFailed as exc:
-                log.warning("endpoint %s entity %s: restart failed: %s", rt.endpoint, rt.name, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30)
-                continue
-            rt.status = "ready"
-            rt.last_used = time.monotonic()
-            rt.ready.set()
-            self._set_entity_state(rt, DEPLOYED, "")
-            return
-
-    def _set_entity_state(self, rt: EntityRuntime, deployment: str, message: str) -> None:
-        doc = self.endpoints.get(rt.endpoint)
-        if doc is None:
-            return
-        entity = _entity_doc(doc, rt.name, "config")
-        if entity is not None:
-            entity["state"] = _entity_state(deployment, message)
-        if all(self.runtimes.get(rt.endpoint, {}).get(e["name"]) is not None
-               and self.runtimes[rt.endpoint][e["name"]].status in ("ready", "scaled_to_zero")
-               for e in (doc.get("config") or {}).get("served_entities", [])) and doc["config"]:
-            doc["state"]["ready"] = READY
-        self.store.save_endpoint(doc)
-
-    async def _monitor_loop(self) -> None:
-        while True:
-            await asyncio.sleep(0.25)
-            try:
-                await self._check_runtimes()
-            except Exception:  # a monitor bug must not stop crash recovery for everyone
-                log.exception("monitor loop error")
-
-    async def _check_runtimes(self) -> None:
-        now = time.monotonic()
-        for runtimes in list(self.runtimes.values()):
-            for rt in list(runtimes.values()):
-                if rt.status == "ready" and not rt.server.running() and not rt.server.expected_exit:
-                    code = rt.server.proc.returncode if rt.server.proc else None
-                    log.warning("endpoint %s entity %s: model server exited (code %s); restarting",
-                                rt.endpoint, rt.name, code)
-                    rt.status = "recovering"
-                    rt.ready.clear()
-                    asyncio.create_task(self._restart(rt, f"The model server exited (code {code}); restarting it."))
-                elif (rt.status == "ready" and rt.scale_to_zero and rt.in_flight == 0
-                      and now - rt.last_used > self.idle_timeout_s):
-                    rt.status = "scaled_to_zero"
-                    rt.ready.clear()
-                    await rt.server.stop()
-                    self._set_entity_state(rt, DEPLOYED, "Scaled to zero after being idle; the next request "
-                                                         "starts the model server (cold start).")
+def _new_endpoint(body: dict, pending: dict, user: str, ts: int) -> dict:
+    """The document of a new endpoint whose first config (`pending`) is being deployed."""
+    return {
+        "name": body["name"],
+        "id": uuid.uuid4().hex,
+        "creator": user,
+        "creation_timestamp": ts,
+        "last_updated_timestamp": ts,
+        "state": {"ready": NOT_READY, "config_update": IN_PROGRESS, "suspend": NOT_SUSPENDED},
+        "config": None,
+        "pending_config": pending,
+        "tags": list(body.get("tags") or []),
+        "ai_gateway": body.get("ai_gateway"),
+        "rate_limits": list(body.get("rate_limits") or []),
+        "route_optimized": bool(body.get("route_optimized", False)),
+        "description": body.get("description"),
+        "budget_policy_id": body.get("budget_policy_id"),
+        "email_notifications": body.get("email_notifications"),
+        "acl": [],
+        "task": None,
+    }
 
 
-def _entity_state(deployment: str, message: str) -> dict:
-    return {"deployment": deployment, "deployment_state_message": message}
-
-
-def _spec(entity: dict) -> dict:
-    """A served entity as configured: without its reported deployment state."""
-    return {k: copy.deepcopy(v) for k, v in entity.items() if k != "state"}
-
-
-def _strip_states(config: dict) -> dict:
-    return {**copy.deepcopy(config), "served_entities": [_spec(e) for e in config["served_entities"]]}
-
-
-def _entity_doc(doc: dict, entity_name: str, which: str) -> dict | None:
-    for entity in (doc.get(which) or {}).get("served_entities", []):
-        if entity["name"] == entity_name:
-            return entity
-    return None
-
-
-def _read_from(path: Path, offset: int) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read().decode(errors="replace")[-20000:]
-    except FileNotFoundError:
-        return ""
-
-
-def _last_error_line(text: str) -> str:
-    """The most telling line of a failed model load: the final exception message."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", line):
-            return line[:300]
-    return ""
-
-
-def _detect_gpus() -> int:
-    import shutil
-    import subprocess
-
-    if not shutil.which("nvidia-smi"):
-        return 0
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
-
-
-__all__ = ["Engine", "EntityRuntime", "StateError"]
+__all__ = ["Engine"]

@@ -14,7 +14,10 @@ import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.responses import Response
 
-from .engine import Engine, EntityRuntime, SUSPENDED
+from jupyter_serving.local.engine import Engine
+from jupyter_serving.local.runtime import EntityRuntime
+from jupyter_serving.local.scale_to_zero import ensure_ready
+from jupyter_serving.local.states import SUSPENDED
 
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 REQUEST_TIMEOUT_S = 300.0
@@ -154,7 +157,7 @@ class Gateway:
         headers = {"Content-Type": content_type or "application/json"}
         for attempt in (1, 2):
             try:
-                await self.engine.ensure_ready(rt, COLD_START_TIMEOUT_S)
+                await ensure_ready(self.engine, rt, COLD_START_TIMEOUT_S)
             except asyncio.TimeoutError:
                 raise GatewayError(503, "TEMPORARILY_UNAVAILABLE",
                                    f"Served entity '{rt.name}' did not become ready within "

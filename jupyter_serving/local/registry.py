@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from ..rules import RESOURCE_DOES_NOT_EXIST, RuleViolation
+from jupyter_serving.core.rules import RESOURCE_DOES_NOT_EXIST, RuleViolation
 
 
 class Registry:
@@ -85,11 +84,3 @@ def read_model_metadata(model_path: str) -> dict:
         except json.JSONDecodeError:
             pass
     return result
-
-
-def model_size_bytes(model_path: str) -> int:
-    total = 0
-    for root, _, files in os.walk(model_path):
-        for f in files:
-            total += os.path.getsize(os.path.join(root, f))
-    return total

@@ -9,10 +9,11 @@ The magics call `create_form(client)` (`%serve ui`), `traffic_editor(name, clien
 (`%serve traffic NAME`) and `status_panel(name, client)` (`%serve status NAME --watch`). Every long
 operation runs in a background thread: the kernel stays free while a widget works.
 """
-from .catalog import ModelCatalog, ModelInfo, StaticCatalog
-from .create_form import CreateEndpointForm, EntityEditor, create_form
-from .status_panel import StatusPanel, render_status, status_panel
-from .traffic_editor import TrafficEditor, TrafficSliders, traffic_editor
+from jupyter_serving.client.catalog import ModelCatalog, ModelInfo, StaticCatalog
+from jupyter_serving.widgets.create_form import CreateEndpointForm, create_form
+from jupyter_serving.widgets.entity_editor import EntityEditor
+from jupyter_serving.widgets.status_panel import StatusPanel, render_status, status_panel
+from jupyter_serving.widgets.traffic_editor import TrafficEditor, TrafficSliders, traffic_editor
 
 __all__ = [
     "CreateEndpointForm",

@@ -4,8 +4,9 @@ from __future__ import annotations
 import html
 import threading
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import ipywidgets as W
 
@@ -23,14 +24,14 @@ def resolve_client(client: Any = None):
     """The given client, else the default one (connected on first use)."""
     if client is not None:
         return client
-    from .. import api
+    from jupyter_serving import api
 
     return api.get_client()
 
 
 def message_of(err: BaseException) -> str:
     """One line for an error: a ServingError's own message, else type and text."""
-    from ..errors import ServingError
+    from jupyter_serving.core.errors import ServingError
 
     if isinstance(err, ServingError):
         return str(err)

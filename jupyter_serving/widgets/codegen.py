@@ -6,9 +6,10 @@ re-run top to bottom.
 from __future__ import annotations
 
 import shlex
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from ..rules import default_entity_name
+from jupyter_serving.core.rules import default_entity_name
 
 # The SDK's ServingModelWorkloadType enum (databricks-sdk 0.156). Other types (GPU_MEDIUM_4, ...)
 # cannot go through the typed API: the code posts a dict through api_client.do instead.

@@ -1,318 +1,48 @@
 """`CreateEndpointForm()`: create a serving endpoint from a form (what `%serve ui` shows).
 
-- Pick registered models and versions from the backend's registry (`catalog.ModelCatalog`), read
-  in the background; endpoint and entity names are pre-filled from the model.
-- Several served entities, with a traffic split kept at 100 % (`TrafficSliders`).
+- Pick registered models and versions from the backend's registry (`client.catalog.ModelCatalog`),
+  read in the background; endpoint and entity names are pre-filled from the model.
+- Several served entities (`entity_editor.EntityEditor`), with a traffic split kept at 100 %
+  (`TrafficSliders`).
 - Workload type per entity, with the GPU table of the workspace's cloud, a recommendation from the
-  model's artifact size and warnings (`jupyter_serving.gpu_fit`); workload size or provisioned
-  concurrency, scale to zero with its cold-start caveat.
-- Inline validation with the backend's own rules (`rules.validate_endpoint_name`,
-  `rules.normalize_config`).
+  model's artifact size and warnings (`gpu_view`, over `jupyter_serving.core.gpu_fit`); workload size
+  or provisioned concurrency, scale to zero with its cold-start caveat.
+- Inline validation with the backend's own rules (`form_checks`, over `core.rules`).
 - "Create" sends the request from a thread and follows the deployment in an embedded
   `StatusPanel`; "Show code" gives the equivalent `%serve create` line and databricks-sdk code.
 """
 from __future__ import annotations
 
-import re
 import threading
 from typing import Any
 
 import ipywidgets as W
-from traitlets import Int, List, Unicode
+from traitlets import Enum, Int, List, Unicode, observe
 
-from .. import gpu_fit, rules
-from ..workloads import CONCURRENCY_STEP, WORKLOAD_SIZES, find_workload_type, workload_types
-from . import codegen
-from ._common import (
-    BLUE, BOX_STYLE, GREEN, GREY, RED, Background, esc, field_row, message_of, note, resolve_client, table,
+from jupyter_serving.client.catalog import ModelCatalog
+from jupyter_serving.core import rules
+from jupyter_serving.widgets import codegen
+from jupyter_serving.widgets._common import (
+    BOX_STYLE,
+    GREEN,
+    GREY,
+    RED,
+    Background,
+    esc,
+    field_row,
+    message_of,
+    note,
+    resolve_client,
 )
-from .catalog import ModelCatalog, ModelInfo
-from .status_panel import StatusPanel
-from .traffic_editor import TrafficSliders
+from jupyter_serving.widgets.entity_editor import EntityEditor
+from jupyter_serving.widgets.form_checks import endpoint_name_for, name_note_html, validate_form, validation_html
+from jupyter_serving.widgets.gpu_view import gpu_table_html
+from jupyter_serving.widgets.status_panel import StatusPanel
+from jupyter_serving.widgets.traffic_editor import TrafficSliders
 
-_LOADING = "Loading…"
-
-
-def _workload_label(wt) -> str:
-    if not wt.is_gpu:
-        return f"{wt.name} · no GPU"
-    return f"{wt.name} · {wt.gpu_count}× {wt.gpu} · {wt.gpu_memory_gb} GB"
-
-
-def _size_label(size: str) -> str:
-    low, high = WORKLOAD_SIZES[size]
-    return f"{size} · {low} concurrent" if low == high else f"{size} · {low}–{high} concurrent"
-
-
-def endpoint_name_for(model: str, taken: set[str] | frozenset = frozenset()) -> str:
-    """A valid, free endpoint name from a model name: 'main.ml.iris' -> 'iris' (then 'iris-2', ...)."""
-    base = re.sub(r"[^A-Za-z0-9_-]+", "-", str(model).split(".")[-1].split("/")[-1]).strip("-_") or "endpoint"
-    if base.lower().startswith(rules.RESERVED_PREFIX):
-        base = "my-" + base
-    base = base[: rules.MAX_NAME_LENGTH - 4]
-    name, n = base, 2
-    while name in taken:
-        name, n = f"{base}-{n}", n + 1
-    return name
-
-
-class EntityEditor(W.VBox):
-    """One served entity of the form: model, version, name, compute and scaling."""
-
-    def __init__(self, form: "CreateEndpointForm", index: int):
-        self.form = form
-        self.info: ModelInfo | None = None
-        self._auto_name = ""
-        self._preferred: tuple[str | None, str | None] = (None, None)  # (model, version) to select
-        self.unavailable = ""  # a requested workload type this cloud does not offer (why it was not set)
-        self._kept_type = ""
-        cloud = form.cloud
-        self.title = W.HTML()
-        self.remove_button = W.Button(description="Remove", icon="trash", layout=W.Layout(width="100px"),
-                                      tooltip="Remove this served entity")
-        self.model = W.Dropdown(options=[(_LOADING, None)], value=None, layout=W.Layout(width="300px"))
-        self.version = W.Dropdown(options=[], layout=W.Layout(width="90px"))
-        self.entity_name = W.Text(placeholder="model-version", layout=W.Layout(width="200px"))
-        self.workload_type = W.Dropdown(options=[(_workload_label(wt), wt.name) for wt in workload_types(cloud)],
-                                        value="CPU", layout=W.Layout(width="300px"))
-        self.use_recommended = W.Button(description="Use recommended", icon="star", disabled=True,
-                                        layout=W.Layout(width="170px"))
-        self.sizing = W.ToggleButtons(options=[("Workload size", "size"), ("Provisioned concurrency", "concurrency")],
-                                      value="size", style={"button_width": "200px"})
-        self.size = W.Dropdown(options=[(_size_label(s), s) for s in WORKLOAD_SIZES], value="Small",
-                               layout=W.Layout(width="220px"))
-        self.min_concurrency = W.BoundedIntText(value=4, min=0, max=100000, step=CONCURRENCY_STEP,
-                                                description="min", layout=W.Layout(width="140px"),
-                                                style={"description_width": "30px"})
-        self.max_concurrency = W.BoundedIntText(value=8, min=0, max=100000, step=CONCURRENCY_STEP,
-                                                description="max", layout=W.Layout(width="140px"),
-                                                style={"description_width": "30px"})
-        self.concurrency_box = W.HBox([self.min_concurrency, self.max_concurrency,
-                                       W.HTML(f'<span style="color:{GREY};font-size:12px">multiples of '
-                                              f'{CONCURRENCY_STEP}</span>')],
-                                      layout=W.Layout(display="none", align_items="center"))
-        self.scale_to_zero = W.Checkbox(value=False, description="Scale to zero when idle", indent=False,
-                                        layout=W.Layout(width="220px"))
-        self.advice = W.HTML()
-        head = W.HBox([self.title, self.remove_button],
-                      layout=W.Layout(justify_content="space-between", align_items="center"))
-        super().__init__([
-            head,
-            field_row("Model", self.model, W.HTML("&nbsp;version"), self.version),
-            field_row("Entity name", self.entity_name),
-            field_row("Compute", self.workload_type, self.use_recommended),
-            field_row("Scaling", self.sizing),
-            field_row("", self.size, self.concurrency_box),
-            field_row("", self.scale_to_zero),
-            self.advice,
-        ], layout=W.Layout(border="1px solid #d0d7de", padding="6px 10px", margin="4px 0"))
-        self.add_class("jupyter-serving-entity")
-        self.model.observe(self._model_changed, names="value")
-        self.version.observe(self._version_changed, names="value")
-        self.entity_name.observe(lambda _: self.form._changed(self), names="value")
-        for w in (self.workload_type, self.size, self.min_concurrency, self.max_concurrency, self.scale_to_zero):
-            w.observe(lambda _: self._compute_changed(), names="value")
-        self.sizing.observe(self._sizing_changed, names="value")
-        self.use_recommended.on_click(lambda _: self._apply_recommendation())
-        self.remove_button.on_click(lambda _: self.form.remove_entity(self))
-        self.set_index(index)
-
-    # -- reading ------------------------------------------------------------------------------------
-    @property
-    def entity_label(self) -> str:
-        return self.entity_name.value.strip() or self._default_name() or "(no model)"
-
-    def _default_name(self) -> str:
-        if not self.model.value or not self.version.value:
-            return ""
-        return rules.default_entity_name(self.model.value, self.version.value)
-
-    def entity(self) -> dict:
-        """The `served_entities[]` item this editor describes."""
-        e: dict[str, Any] = {}
-        if self.model.value:
-            e["entity_name"] = self.model.value
-        if self.version.value:
-            e["entity_version"] = str(self.version.value)
-        name = self.entity_name.value.strip()
-        if name:
-            e["name"] = name
-        e["workload_type"] = self.workload_type.value
-        if self.sizing.value == "size":
-            e["workload_size"] = self.size.value
-        else:
-            e["min_provisioned_concurrency"] = int(self.min_concurrency.value)
-            e["max_provisioned_concurrency"] = int(self.max_concurrency.value)
-        e["scale_to_zero_enabled"] = bool(self.scale_to_zero.value)
-        return e
-
-    def set_index(self, index: int) -> None:
-        self.index = index
-        self.title.value = (f'<span style="font-weight:600;font-size:14px">Served entity {index + 1}</span>'
-                            f'<span style="color:{GREY}"> · {esc(self.entity_label)}</span>')
-
-    def set_disabled(self, disabled: bool) -> None:
-        for w in (self.model, self.version, self.entity_name, self.workload_type, self.sizing, self.size,
-                  self.min_concurrency, self.max_concurrency, self.scale_to_zero, self.remove_button):
-            w.disabled = disabled
-        self.use_recommended.disabled = disabled or not self._recommendation_differs()
-
-    # -- models -------------------------------------------------------------------------------------
-    def set_models(self, models: list[str], preferred: str | None = None,
-                   version: str | int | None = None) -> None:
-        self._preferred = (preferred, str(version) if version not in (None, "") else None)
-        if not models:
-            self.model.options = [("No registered models", None)]
-            self.model.value = None
-            return
-        current = self.model.value
-        self.model.options = list(models)
-        choice = preferred if preferred in models else (current if current in models else models[0])
-        if self.model.value != choice:
-            self.model.value = choice
-        else:
-            self._model_changed({"new": choice})
-
-    def _model_changed(self, change) -> None:
-        model = change["new"]
-        self.info = None
-        self.version.options = []
-        self.form._changed(self)
-        if model:
-            self.form.bg.submit(self._load_versions, model)
-
-    def _load_versions(self, model: str) -> None:
-        versions = self.form.catalog.versions(model)
-        if self.model.value != model:  # the user moved on
-            return
-        preferred = self._preferred[1] if model == self._preferred[0] else None
-        if preferred not in versions:
-            # a second entity of the same model is usually another version (A/B, canary): the
-            # newest one no other entity serves yet
-            used = {e.version.value for e in self.form.entities if e is not self and e.model.value == model}
-            preferred = next((v for v in versions if v not in used), versions[0] if versions else None)
-        self.version.options = versions
-        if versions:
-            value = preferred
-            if self.version.value != value:
-                self.version.value = value
-            else:
-                self._version_changed({"new": value})
-        else:
-            self.form._changed(self)
-
-    def _version_changed(self, change) -> None:
-        version = change["new"]
-        self.info = None
-        default = self._default_name()
-        if self.entity_name.value.strip() in ("", self._auto_name):
-            self._auto_name = default
-            self.entity_name.value = default
-        else:
-            self._auto_name = default
-        self.form._changed(self)
-        if self.model.value and version:
-            self.form.bg.submit(self._load_info, self.model.value, version)
-
-    def _load_info(self, model: str, version: str) -> None:
-        info = self.form.catalog.info(model, version)
-        if (self.model.value, self.version.value) != (model, version):
-            return
-        self.info = info
-        self._render_advice()
-        self.form._changed(self)
-
-    # -- compute ------------------------------------------------------------------------------------
-    def _sizing_changed(self, change) -> None:
-        concurrency = change["new"] == "concurrency"
-        self.size.layout.display = "none" if concurrency else None
-        self.concurrency_box.layout.display = None if concurrency else "none"
-        self._compute_changed()
-
-    def request_workload_type(self, name: str) -> bool:
-        """Select workload type `name` if this cloud offers it; otherwise keep the current one and say
-        why (with the types that exist here). Returns whether it was selected."""
-        if find_workload_type(self.form.cloud, name) is not None:
-            self.unavailable = ""
-            self.workload_type.value = name
-            return True
-        info = self.info
-        advice = gpu_fit.check(self.form.cloud, name, info.size_bytes if info else None,
-                               info.flavors if info else ())
-        self.unavailable = advice[0].text if advice else f"{name} is not offered on {self.form.cloud.upper()}."
-        self._kept_type = self.workload_type.value
-        self._compute_changed()
-        return False
-
-    def _compute_changed(self) -> None:
-        if self.unavailable and self.workload_type.value != self._kept_type:
-            self.unavailable = ""  # the user chose a type
-        self._render_advice()
-        self.form._changed(self)
-
-    def recommendation(self) -> gpu_fit.Recommendation | None:
-        if self.info is None:
-            return None
-        return gpu_fit.recommend(self.form.cloud, self.info.size_bytes, self.info.flavors)
-
-    def _recommendation_differs(self) -> bool:
-        rec = self.recommendation()
-        return bool(rec and rec.workload_type and rec.workload_type != self.workload_type.value)
-
-    def _apply_recommendation(self) -> None:
-        rec = self.recommendation()
-        if rec and rec.workload_type:
-            self.workload_type.value = rec.workload_type
-
-    def advice_items(self) -> list[gpu_fit.Advice]:
-        """What gpu_fit says about the chosen type (empty until the artifact facts are read)."""
-        if self.info is None:
-            return []
-        return gpu_fit.check(self.form.cloud, self.workload_type.value, self.info.size_bytes, self.info.flavors)
-
-    def _render_advice(self) -> None:
-        parts = []
-        info = self.info
-        if not self.model.value or not self.version.value:
-            parts.append(f'<span style="color:{GREY}">Choose a model and a version.</span>')
-        elif info is None:
-            parts.append(f'<span style="color:{GREY}">Reading the model artifacts…</span>')
-        else:
-            flavors = ", ".join(f for f in info.flavors if f != "python_function") or "pyfunc"
-            facts = (f"Model artifacts: <b>{esc(gpu_fit.format_bytes(info.size_bytes))}</b> · flavor {esc(flavors)}"
-                     if info.size_bytes is not None else
-                     f"Model artifacts: size unknown ({esc(info.error or 'not readable')})")
-            needed = gpu_fit.needed_gpu_memory_gb(info.size_bytes)
-            rec = self.recommendation()
-            chosen = find_workload_type(self.form.cloud, self.workload_type.value)
-            on_gpu = (chosen is not None and chosen.is_gpu) or bool(rec and rec.workload_type != "CPU")
-            if needed is not None and on_gpu:
-                facts += f" · needs ≈ {needed:.1f} GB of GPU memory"
-            parts.append(f'<div style="font-size:13px">{facts}</div>')
-            if rec is not None:
-                what = f"<b>{esc(rec.workload_type)}</b>" if rec.workload_type else "<b>nothing on this cloud</b>"
-                parts.append(f'<div style="font-size:13px;color:{BLUE}">★ Recommended: {what} — {esc(rec.reason)}.'
-                             "</div>")
-            for item in self.advice_items():
-                parts.append(note(item.text, item.level))
-        if self.unavailable:
-            parts.append(note(self.unavailable, "error"))
-        wt = find_workload_type(self.form.cloud, self.workload_type.value)
-        e = self.entity()
-        try:
-            low, high = rules.entity_concurrency(e)
-        except (TypeError, ValueError, KeyError):
-            low = high = None
-        if low is not None and high is not None:
-            conc = f"{low}" if low == high else f"{low}–{high}"
-            text = f"Concurrency {conc} requests"
-            if wt is not None and wt.is_gpu:
-                text += f" · up to {gpu_fit.replicas(high)} GPU replica(s) of {wt.gpu_count}× {wt.gpu} (concurrency ÷ 4)"
-            parts.append(f'<div style="font-size:12px;color:{GREY}">{esc(text)}</div>')
-        if self.scale_to_zero.value:
-            parts.append(note(gpu_fit.SCALE_TO_ZERO_CAVEAT, "warning"))
-        self.advice.value = "".join(parts)
-        self.use_recommended.disabled = self.model.disabled or not self._recommendation_differs()
+STATES = ("loading", "editing", "creating", "ready", "failed")
+CODE_PRE = ('<pre style="background:#f6f8fa;border:1px solid #d0d7de;padding:8px;font-size:12px;'
+            'white-space:pre-wrap;word-break:normal;overflow-wrap:break-word;margin:4px 0;user-select:text">')
 
 
 class CreateEndpointForm(W.VBox):
@@ -323,7 +53,7 @@ class CreateEndpointForm(W.VBox):
     `pending` — background lookups in flight (0: idle).
     """
 
-    state = Unicode("loading")
+    state = Enum(STATES, "loading")
     message = Unicode("")
     errors = List(Unicode())
     pending = Int(0)
@@ -346,6 +76,32 @@ class CreateEndpointForm(W.VBox):
         self.entities: list[EntityEditor] = []
         self.panel: StatusPanel | None = None
 
+        self._build_controls(name)
+        super().__init__([
+            self.header,
+            field_row("Endpoint name", self.name, self.name_note, width="120px"),
+            W.HTML('<div style="font-weight:600;margin-top:6px">Served entities</div>'),
+            self.entities_box,
+            self.add_button,
+            self.traffic_box,
+            self.gpu_table,
+            self.validation,
+            W.HBox([self.create_button, self.code_button]),
+            self.code,
+            self.progress,
+        ], layout=W.Layout(**BOX_STYLE, max_width="980px"), **kwargs)
+        self.add_class("jupyter-serving-create")
+        self.name.observe(lambda _: self._changed(None), names="value")
+        self.add_button.on_click(lambda _: self.add_entity())
+        self.create_button.on_click(lambda _: self.create())
+        self.code_button.observe(self._toggle_code, names="value")
+        self.traffic.observe(lambda _: self._changed(None), names="values")
+        self.add_entity(model, version, load=False)
+        if workload_type:
+            self.entities[0].request_workload_type(workload_type)
+        self.bg.submit(self._load)
+
+    def _build_controls(self, name: str | None) -> None:
         backend = getattr(self.client, "backend", "the connected backend")
         self.header = W.HTML(
             f'<div style="font-size:16px;font-weight:600;margin-bottom:2px">Create a serving endpoint</div>'
@@ -369,29 +125,6 @@ class CreateEndpointForm(W.VBox):
                                           tooltip="The %serve create line and databricks-sdk code for this form")
         self.code = W.HTML(layout=W.Layout(display="none"))
         self.progress = W.VBox()
-        super().__init__([
-            self.header,
-            field_row("Endpoint name", self.name, self.name_note, width="120px"),
-            W.HTML('<div style="font-weight:600;margin-top:6px">Served entities</div>'),
-            self.entities_box,
-            self.add_button,
-            self.traffic_box,
-            self.gpu_table,
-            self.validation,
-            W.HBox([self.create_button, self.code_button]),
-            self.code,
-            self.progress,
-        ], layout=W.Layout(**BOX_STYLE, max_width="980px"), **kwargs)
-        self.add_class("jupyter-serving-create")
-        self.name.observe(lambda _: self._changed(None), names="value")
-        self.add_button.on_click(lambda _: self.add_entity())
-        self.create_button.on_click(lambda _: self.create())
-        self.code_button.observe(self._toggle_code, names="value")
-        self.traffic.on_change(lambda _: self._changed(None))
-        self.add_entity(model, version, load=False)
-        if workload_type:
-            self.entities[0].request_workload_type(workload_type)
-        self.bg.submit(self._load)
 
     # -- background ------------------------------------------------------------------------------------
     def _background_error(self, err: BaseException) -> None:
@@ -416,7 +149,7 @@ class CreateEndpointForm(W.VBox):
                 "(mlflow.register_model) and rebuild the form.", "warning")
         for editor in self.entities:
             if editor.model.value is None:
-                editor.set_models(self.models, *editor._preferred)
+                editor.set_models(self.models, *editor.preferred)
         self.state = "editing"
         self._changed(None)
 
@@ -429,8 +162,7 @@ class CreateEndpointForm(W.VBox):
             raise ValueError(f"at most {rules.MAX_SERVED_ENTITIES} served entities")
         if model is None and self.entities and self.entities[-1].model.value:
             model = self.entities[-1].model.value
-        editor = EntityEditor(self, len(self.entities))
-        editor._preferred = (model, str(version) if version not in (None, "") else None)
+        editor = EntityEditor(self, len(self.entities), model, version)
         self.entities.append(editor)
         self.entities_box.children = tuple(self.entities)
         self._active = editor
@@ -481,30 +213,9 @@ class CreateEndpointForm(W.VBox):
 
     def validate(self) -> list[str]:
         """Validation messages, with the same rules the backend applies (empty: valid)."""
-        errors: list[str] = []
-        name = self.name.value.strip()
-        try:
-            rules.validate_endpoint_name(name)
-        except rules.RuleViolation as err:
-            errors.append(err.message)
-        else:
-            if name in self.existing and not self._is_created(name):
-                errors.append(f"An endpoint named '{name}' already exists: choose another name "
-                              f"(or change it with %serve update {name} ...).")
-        for e in self.entities:
-            if e.unavailable:
-                errors.append(f"Served entity #{e.index + 1}: {e.unavailable} Pick a workload type offered here.")
-        missing = [e.index + 1 for e in self.entities if not (e.model.value and e.version.value)]
-        if missing:
-            errors.append("Served entity " + ", ".join(f"#{i}" for i in missing) + ": choose a model and a version.")
-        else:
-            try:
-                rules.normalize_config(self.config(), self.cloud)
-            except rules.RuleViolation as err:
-                errors.append(err.message)
-        return errors
+        return validate_form(self)
 
-    def _is_created(self, name: str) -> bool:
+    def is_created(self, name: str) -> bool:
         """Is `name` the endpoint this form is creating or has created?"""
         return bool(name) and name == self._created_name and self.state in ("creating", "ready")
 
@@ -520,10 +231,6 @@ class CreateEndpointForm(W.VBox):
                                 local=bool(getattr(self.client, "is_local", False) and local_kind),
                                 data_dir=getattr(target, "data_dir", None) if local_kind else None,
                                 profile=getattr(target, "profile", None))
-
-    def code_text(self) -> str:
-        return (f"# the same with the magic\n{self.magic_line()}\n\n"
-                f"# the same with databricks-sdk\n{self.sdk_code()}\n")
 
     # -- rendering ------------------------------------------------------------------------------------
     def _changed(self, editor: EntityEditor | None) -> None:
@@ -551,84 +258,29 @@ class CreateEndpointForm(W.VBox):
         if self.code_button.value:
             self._render_code()
         busy = self.state in ("loading", "creating")
-        done = self._is_created(self.name.value.strip())
+        done = self.is_created(self.name.value.strip())
         self.create_button.disabled = busy or done or bool(self.errors)
         self.add_button.disabled = busy or len(self.entities) >= rules.MAX_SERVED_ENTITIES
         for e in self.entities:
             e.remove_button.disabled = busy or len(self.entities) == 1
 
-    def _render_validation(self) -> None:
-        self._render_validation_messages()
-        if self._notice:
-            self.validation.value = self._notice + self.validation.value
+    def entity_changed(self, editor: EntityEditor) -> None:
+        """What an entity editor calls when it changed: re-validate and re-render, with it active."""
+        self._changed(editor)
 
-    def _render_validation_messages(self) -> None:
-        name = self.name.value.strip()
-        if self._is_created(name):
-            self.name_note.value = ""
-        elif name and name in self.existing:
-            self.name_note.value = f'<span style="color:{RED};font-size:12px">&nbsp;name taken</span>'
-        elif name and not any("Endpoint name" in e for e in self.errors):
-            self.name_note.value = f'<span style="color:{GREEN};font-size:12px">&nbsp;✔ available</span>'
-        else:
-            self.name_note.value = ""
-        if self.state == "loading":
-            self.validation.value = note("Reading the model registry…", "info")
-            return
-        if self.errors:
-            self.validation.value = "".join(note(e, "error") for e in self.errors)
-            return
-        if self.state == "ready" and self._is_created(name):
-            self.validation.value = note(f"Created '{name}'. Change the name to create another endpoint.", "ok")
-            return
-        warnings = [a for e in self.entities for a in e.advice_items() if a.level in ("error", "warning")]
-        split = ", ".join(f"{k} {v}%" for k, v in self.traffic_split().items())
-        ok = note(f"Valid: {len(self.entities)} served entit{'y' if len(self.entities) == 1 else 'ies'} "
-                  f"({split}). Create sends it to {getattr(self.client, 'backend', 'the backend')}.", "ok")
-        extra = "".join(note(f"{e.entity_label}: {a.text}", a.level) for e in self.entities
-                        for a in e.advice_items() if a.level in ("error", "warning"))
-        self.validation.value = ok + (extra if warnings else "")
+    def _render_validation(self) -> None:
+        self.name_note.value = name_note_html(self)
+        self.validation.value = self._notice + validation_html(self)
 
     def _render_gpu_table(self) -> None:
         editor = self._active if self._active in self.entities else (self.entities[0] if self.entities else None)
-        info = editor.info if editor is not None else None
-        size = info.size_bytes if info is not None else None
-        chosen = editor.workload_type.value if editor is not None else None
-        rec = editor.recommendation() if editor is not None else None
-        rows, styles = [], []
-        for fit in gpu_fit.fit_table(self.cloud, size):
-            wt = fit.workload
-            if fit.fits is None:
-                verdict = f'<span style="color:{GREY}">CPU only</span>' if not wt.is_gpu else \
-                    f'<span style="color:{GREY}">?</span>'
-            elif fit.fits:
-                verdict = f'<span style="color:{GREEN};font-weight:600">✔ fits</span>'
-            else:
-                verdict = (f'<span style="color:{RED};font-weight:600">✖ too small</span>')
-            name = esc(wt.name)
-            if rec is not None and rec.workload_type == wt.name:
-                name += f' <span style="color:{BLUE}" title="recommended">★</span>'
-            rows.append([
-                f"<code>{name}</code>" if wt.name != chosen else f"<b><code>{name}</code></b> ◀ chosen",
-                esc(wt.gpu or "–"),
-                str(wt.gpu_count) if wt.is_gpu else "–",
-                f"{wt.gpu_memory_gb} GB" if wt.is_gpu else "–",
-                f"{fit.usable_gb:.1f} GB" if wt.is_gpu else "–",
-                verdict,
-            ])
-            styles.append("background:#ddf4ff" if wt.name == chosen else "")
-        who = esc(editor.entity_label) if editor is not None else ""
-        if size is not None:
-            needed = gpu_fit.needed_gpu_memory_gb(size)
-            need = "< 0.1 GB" if needed < 0.1 else f"≈ {needed:.1f} GB"
-            sub = (f"for <b>{who}</b>: artifacts {esc(gpu_fit.format_bytes(size))} → needs {need} "
-                   f"(× {gpu_fit.OVERHEAD_FACTOR}); usable = GPU memory − {gpu_fit.HEADROOM:.0%} headroom")
-        else:
-            sub = f"for <b>{who}</b>: artifact size not known yet"
-        self.gpu_table.value = (
-            f'<div style="font-weight:600;margin-top:8px">Workload types on {esc(self.cloud.upper())}</div>'
-            f'<div style="color:{GREY};font-size:12px">{sub}</div>'
-            + table(["Workload type", "GPU", "GPUs", "GPU memory", "Usable", "Fits the model?"], rows, styles))
+        if editor is None:
+            self.gpu_table.value = gpu_table_html(self.cloud, None)
+            return
+        info, rec = editor.info, editor.recommendation()
+        self.gpu_table.value = gpu_table_html(self.cloud, info.size_bytes if info is not None else None,
+                                              who=editor.entity_label, chosen=editor.workload_type.value,
+                                              recommended=rec.workload_type if rec is not None else None)
 
     def _toggle_code(self, change) -> None:
         self.code_button.description = "Hide code" if change["new"] else "Show code"
@@ -637,15 +289,19 @@ class CreateEndpointForm(W.VBox):
             self._render_code()
 
     def _render_code(self) -> None:
-        pre = ('<pre style="background:#f6f8fa;border:1px solid #d0d7de;padding:8px;font-size:12px;'
-               'white-space:pre-wrap;word-break:normal;overflow-wrap:break-word;margin:4px 0;user-select:text">')
         if any(e.model.value is None or e.version.value is None for e in self.entities):
             self.code.value = note("Choose a model and version for every served entity first.", "info")
             return
         self.code.value = (f'<div style="font-size:12px;color:{GREY}">Re-create this endpoint without the form — '
-                           "with the magic:</div>" + pre + esc(self.magic_line()) + "</pre>"
+                           "with the magic:</div>" + CODE_PRE + esc(self.magic_line()) + "</pre>"
                            + f'<div style="font-size:12px;color:{GREY}">or with databricks-sdk:</div>'
-                           + pre + esc(self.sdk_code()) + "</pre>")
+                           + CODE_PRE + esc(self.sdk_code()) + "</pre>")
+
+    @observe("state")
+    def _state_changed(self, change) -> None:
+        """The inputs are locked while a create request runs."""
+        if "creating" in (change["old"], change["new"]):
+            self._set_inputs_disabled(change["new"] == "creating")
 
     def _set_inputs_disabled(self, disabled: bool) -> None:
         self.name.disabled = disabled
@@ -667,10 +323,9 @@ class CreateEndpointForm(W.VBox):
         name = self.name.value.strip()
         config = self.config()
         self._created_name = name
+        self.create_button.disabled = True
         self.state = "creating"
         self.message = ""
-        self.create_button.disabled = True
-        self._set_inputs_disabled(True)
         if self.panel is not None:
             self.panel.close()
         self.panel = StatusPanel(name, self.client, start=False, title=f"Creating endpoint {name}")
@@ -710,7 +365,6 @@ class CreateEndpointForm(W.VBox):
     def _finish(self, state: str, message: str) -> None:
         self.message = message
         self.state = state
-        self._set_inputs_disabled(False)
         self._changed(None)
         if self.panel is not None:
             self.panel.title.value = (f'<div style="font-size:14px;font-weight:600;color:'

@@ -15,10 +15,26 @@ from typing import Any
 import ipywidgets as W
 from traitlets import Bool, Int, Unicode
 
-from ..errors import NotFoundError, ServingError
-from ..status import EndpointStatus, describe_entity_model, describe_workload, traffic_of
-from ._common import (
-    AMBER, BOX_STYLE, GREEN, GREY, RED, badge, entity_colors, esc, message_of, note, resolve_client, table,
+from jupyter_serving.core.errors import NotFoundError, ServingError
+from jupyter_serving.core.status import (
+    EndpointStatus,
+    describe_entity_model,
+    describe_workload,
+    traffic_of,
+)
+from jupyter_serving.widgets._common import (
+    AMBER,
+    BOX_STYLE,
+    GREEN,
+    GREY,
+    RED,
+    badge,
+    entity_colors,
+    esc,
+    message_of,
+    note,
+    resolve_client,
+    table,
     traffic_bar,
 )
 
@@ -67,10 +83,7 @@ def _entities_table(entities: list[dict], traffic: dict[str, int]) -> str:
     return table(["Entity", "Model", "Workload", "Traffic", "Deployment", "Message"], rows)
 
 
-def render_status(status: EndpointStatus, *, elapsed: float | None = None, polling: bool = False,
-                  logs: str | None = None, logs_entity: str | None = None, error: str = "") -> str:
-    """The panel's HTML for one GET (pure, so it can be tested and reused)."""
-    parts = []
+def _header_html(status: EndpointStatus, elapsed: float | None, polling: bool) -> str:
     meta = []
     if status.config_version is not None:
         meta.append(f"config version <b>{esc(str(status.config_version))}</b>")
@@ -78,11 +91,15 @@ def render_status(status: EndpointStatus, *, elapsed: float | None = None, polli
         meta.append("⟳ watching" + (f" · {elapsed:.0f} s" if elapsed is not None else ""))
     elif elapsed is not None:
         meta.append(f"checked after {elapsed:.0f} s")
-    parts.append(
-        f'<div style="display:flex;gap:10px;align-items:center;flex-wrap:wrap;font-size:14px">'
-        f'<b style="font-size:15px">{esc(status.name)}</b> {state_badge(status)}'
-        f'<span style="color:{GREY}">update</span> {update_badge(status)}'
-        f'<span style="color:{GREY}">{" · ".join(meta)}</span></div>')
+    return (f'<div style="display:flex;gap:10px;align-items:center;flex-wrap:wrap;font-size:14px">'
+            f'<b style="font-size:15px">{esc(status.name)}</b> {state_badge(status)}'
+            f'<span style="color:{GREY}">update</span> {update_badge(status)}'
+            f'<span style="color:{GREY}">{" · ".join(meta)}</span></div>')
+
+
+def _configs_html(status: EndpointStatus) -> list[str]:
+    """The serving config's entities (and traffic bar), then the pending config's."""
+    parts = []
     if status.entities:
         traffic = status.traffic
         heading = (f"Serving (config v{status.config_version})" if status.ready == "READY"
@@ -96,27 +113,43 @@ def render_status(status: EndpointStatus, *, elapsed: float | None = None, polli
     pending = status.pending_config
     if pending:
         since = pending.get("start_time")
-        since_text = ""
-        if since:
-            since_text = f" · started {max(0.0, time.time() - int(since) / 1000):.0f} s ago"
+        since_text = f" · started {max(0.0, time.time() - int(since) / 1000):.0f} s ago" if since else ""
         parts.append(f'<div style="margin-top:6px;font-weight:600">Pending config '
                      f'v{esc(str(pending.get("config_version", "?")))}{esc(since_text)}</div>')
         parts.append(_entities_table(status.pending_entities, traffic_of(pending)))
+    return parts
+
+
+def _outcome_note(status: EndpointStatus) -> str:
     if status.update_failed:
         keeps = " The previous config keeps serving." if status.ready == "READY" and status.entities else ""
-        parts.append(note(f"Update failed: {status.failure_reason().rstrip('.')}.{keeps}", "error"))
-    elif status.is_updating:
-        parts.append(note("Update in progress: the current config serves until the new one is ready.", "info"))
-    elif status.is_ready:
-        parts.append(note("Ready: the endpoint accepts queries.", "ok"))
-    elif status.is_stopped:
-        parts.append(note(f"Stopped: start it with %serve start {status.name}.", "warning"))
+        return note(f"Update failed: {status.failure_reason().rstrip('.')}.{keeps}", "error")
+    if status.is_updating:
+        return note("Update in progress: the current config serves until the new one is ready.", "info")
+    if status.is_ready:
+        return note("Ready: the endpoint accepts queries.", "ok")
+    if status.is_stopped:
+        return note(f"Stopped: start it with %serve start {status.name}.", "warning")
+    return ""
+
+
+def _logs_html(logs: str, entity: str | None) -> list[str]:
+    # no scroll box: the last lines, which say what failed, must be visible without scrolling
+    return [f'<div style="margin-top:6px;font-weight:600">Build logs of {esc(entity or "")} '
+            f"(last {LOG_TAIL_LINES} lines)</div>",
+            '<pre style="background:#f6f8fa;border:1px solid #d0d7de;padding:6px;font-size:12px;'
+            f'white-space:pre-wrap;margin:2px 0">{esc(logs or "(empty)")}</pre>']
+
+
+def render_status(status: EndpointStatus, *, elapsed: float | None = None, polling: bool = False,
+                  logs: str | None = None, logs_entity: str | None = None, error: str = "") -> str:
+    """The panel's HTML for one GET (pure, so it can be tested and reused)."""
+    parts = [_header_html(status, elapsed, polling), *_configs_html(status)]
+    outcome = _outcome_note(status)
+    if outcome:
+        parts.append(outcome)
     if logs is not None:
-        parts.append(f'<div style="margin-top:6px;font-weight:600">Build logs of {esc(logs_entity or "")} '
-                     f"(last {LOG_TAIL_LINES} lines)</div>")
-        # no scroll box: the last lines, which say what failed, must be visible without scrolling
-        parts.append('<pre style="background:#f6f8fa;border:1px solid #d0d7de;padding:6px;font-size:12px;'
-                     f'white-space:pre-wrap;margin:2px 0">{esc(logs or "(empty)")}</pre>')
+        parts += _logs_html(logs, logs_entity)
     if error:
         parts.append(note(error, "warning"))
     return "\n".join(parts)
@@ -255,14 +288,11 @@ class StatusPanel(W.VBox):
         if not entity:
             return
         try:
-            # Straight through the SDK: the failed entity may exist only in the pending config,
-            # which ServingClient.build_logs (active config only) would refuse.
-            res = self.client.workspace.serving_endpoints.build_logs(name=self.name, served_model_name=entity)
-            text = res.logs or ""
+            # A named entity's build logs are read even when it exists only in the pending config.
+            text = self.client.build_logs(self.name, entity, tail=LOG_TAIL_LINES)
         except Exception as err:  # noqa: BLE001 - logs are a bonus; say why they are missing
             text = f"(build logs unavailable: {message_of(err)})"
-        lines = text.splitlines()
-        self.logs = "\n".join(lines[-LOG_TAIL_LINES:])
+        self.logs = "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
 
 
 def status_panel(name: str, client: Any = None, **kwargs) -> StatusPanel:

@@ -1,7 +1,7 @@
 """`TrafficEditor(name)`: split an endpoint's traffic with one slider per served entity.
 
 The sliders always sum to 100: moving one rebalances the others in proportion (locked ones keep
-their share; see `jupyter_serving.traffic_split`). The current and the new split are shown side by
+their share; see `jupyter_serving.core.traffic_split`). The current and the new split are shown side by
 side; "Apply" sends the config update from a background thread (`ServingClient.set_traffic`) and
 follows it until it settles. A failed update says so and shows the split that still serves.
 `%serve traffic NAME` (no split) displays it.
@@ -9,22 +9,32 @@ follows it until it settles. A failed update says so and shows the split that st
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import ipywidgets as W
 from traitlets import Int, List, Unicode
 
-from .. import traffic_split
-from ..errors import ServingError
-from ..status import EndpointStatus, describe_entity_model
-from ._common import (
-    BOX_STYLE, GREY, entity_colors, esc, message_of, note, resolve_client, table, traffic_bar,
+from jupyter_serving.core import traffic_split
+from jupyter_serving.core.errors import ServingError
+from jupyter_serving.core.status import EndpointStatus, describe_entity_model
+from jupyter_serving.widgets._common import (
+    BOX_STYLE,
+    GREY,
+    entity_colors,
+    esc,
+    message_of,
+    note,
+    resolve_client,
+    table,
+    traffic_bar,
 )
 
 
 class TrafficSliders(W.VBox):
     """One 0–100 % slider per entity, kept summing to 100. `values` (list of int) follows the
-    sliders; `names` labels them. A lock button per entity keeps its share while others move."""
+    sliders (observe it for changes); `names` labels them. A lock button per entity keeps its share
+    while others move."""
 
     values = List(Int())
 
@@ -32,7 +42,6 @@ class TrafficSliders(W.VBox):
                  info: Sequence[str] | None = None, label_width: str = "170px", **kwargs):
         self._guard = False
         self._names: list[str] = []
-        self._on_change: list[Callable[[list[int]], None]] = []
         self.sliders: list[W.IntSlider] = []
         self.locks: list[W.ToggleButton] = []
         self.labels: list[W.HTML] = []
@@ -48,9 +57,6 @@ class TrafficSliders(W.VBox):
     @property
     def split(self) -> dict[str, int]:
         return dict(zip(self._names, self.values))
-
-    def on_change(self, fn: Callable[[list[int]], None]) -> None:
-        self._on_change.append(fn)
 
     def set_names(self, names: Sequence[str], values: Sequence[int] | None = None,
                   info: Sequence[str] | None = None) -> None:
@@ -74,7 +80,7 @@ class TrafficSliders(W.VBox):
         if len(names) != len(self.sliders):
             self.sliders, self.locks, self.labels, self.infos = [], [], [], []
             rows = []
-            for i in range(len(names)):
+            for _ in names:
                 slider = W.IntSlider(min=0, max=100, step=1, readout=True, readout_format="d",
                                      continuous_update=True, layout=W.Layout(width="300px"))
                 slider.observe(self._moved, names="value")
@@ -112,8 +118,6 @@ class TrafficSliders(W.VBox):
         finally:
             self._guard = False
         self.values = list(values)
-        for fn in self._on_change:
-            fn(list(values))
 
     def _moved(self, change) -> None:
         if self._guard:
@@ -153,7 +157,7 @@ class TrafficEditor(W.VBox):
         self.reset_button.on_click(lambda _: self.sliders.set_values(list(self.current.values())))
         self.even_button.on_click(lambda _: self.sliders.set_values(traffic_split.even_split(len(self.current))))
         self.reload_button.on_click(lambda _: self.reload())
-        self.sliders.on_change(lambda _: self._edited())
+        self.sliders.observe(lambda _: self._edited(), names="values")
         buttons = W.HBox([self.apply_button, self.reset_button, self.even_button, self.reload_button])
         super().__init__([self.header, self.sliders, self.compare, buttons, self.progress],
                          layout=W.Layout(**BOX_STYLE), **kwargs)

@@ -1,14 +1,11 @@
 /**
  * jupyter-serving: a "Model Serving" sidebar for JupyterLab.
  */
-import {
-  ILayoutRestorer,
-  JupyterFrontEnd,
-  JupyterFrontEndPlugin
-} from '@jupyterlab/application';
+import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
 import { LabIcon } from '@jupyterlab/ui-components';
 
+import { statusCell } from './model';
 import { insertCell } from './notebook';
 import { ServingPanel } from './panel';
 import { queryTemplate } from './request';
@@ -32,7 +29,8 @@ namespace CommandIDs {
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-serving:plugin',
-  description: 'A Model Serving sidebar: endpoints, their state and traffic; stop, start, delete, query.',
+  description:
+    'A Model Serving sidebar: endpoints, their state and traffic; stop, start, delete, query.',
   autoStart: true,
   optional: [ILayoutRestorer, ICommandPalette],
   activate: (
@@ -65,7 +63,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       caption: 'Insert and run `%serve status NAME --watch` in the active notebook',
       execute: async args => {
         const name = args['name'] as string;
-        await insertCell(app, `%serve status ${name} --watch`, true);
+        await insertCell(app, statusCell(name), true);
       }
     });
     commands.addCommand(CommandIDs.insertQuery, {

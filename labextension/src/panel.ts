@@ -3,102 +3,31 @@
  * traffic, with stop / start / delete, "Open status" and "Insert query cell".
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
-import {
-  deleteIcon,
-  LabIcon,
-  refreshIcon,
-  runIcon,
-  stopIcon
-} from '@jupyterlab/ui-components';
+import { refreshIcon } from '@jupyterlab/ui-components';
 import { Poll } from '@lumino/polling';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
+import { ICardActions, renderCard } from './card';
+import { h, iconNode } from './dom';
 import {
-  deleteEndpoint,
-  IEndpoint,
+  backendLabel,
+  Busy,
+  cardKey,
+  errorKind,
+  IDLE_INTERVAL,
   IEndpointList,
-  IEntity,
-  listEndpoints,
-  requestAPI,
-  startEndpoint,
-  stopEndpoint,
-  ServingRequestError
-} from './request';
+  MAX_BACKOFF,
+  pollInterval,
+  relativeTime
+} from './model';
+import { deleteEndpoint, listEndpoints, requestAPI, startEndpoint, stopEndpoint } from './request';
 
-/** Poll intervals (ms): idle, and while an endpoint is changing state. */
-const IDLE_INTERVAL = 5000;
-const BUSY_INTERVAL = 1500;
-const MAX_BACKOFF = 60000;
-
-const TRANSITIONAL = new Set(['updating']);
+export { relativeTime } from './model';
 
 export interface IServingPanelActions {
   openStatus(name: string): Promise<void>;
   insertQueryCell(name: string): Promise<void>;
-}
-
-type Busy = 'stopping' | 'starting' | 'deleting' | 'inserting' | 'opening';
-
-function h<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  attrs: Record<string, string> = {},
-  ...children: (Node | string | null | undefined)[]
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === 'class') {
-      node.className = value;
-    } else {
-      node.setAttribute(key, value);
-    }
-  }
-  for (const child of children) {
-    if (child !== null && child !== undefined) {
-      node.append(child);
-    }
-  }
-  return node;
-}
-
-function iconNode(icon: LabIcon): HTMLElement {
-  return icon.element({ tag: 'span', className: 'jp-ServingPanel-icon', elementSize: 'small' });
-}
-
-export function relativeTime(ms: number | null, now = Date.now()): string {
-  if (!ms) {
-    return '';
-  }
-  const seconds = Math.max(0, Math.round((now - ms) / 1000));
-  if (seconds < 45) {
-    return 'just now';
-  }
-  const minutes = Math.round(seconds / 60);
-  if (minutes < 60) {
-    return `${minutes} min ago`;
-  }
-  const hours = Math.round(minutes / 60);
-  if (hours < 24) {
-    return `${hours} h ago`;
-  }
-  const days = Math.round(hours / 24);
-  return days < 30 ? `${days} d ago` : new Date(ms).toLocaleDateString();
-}
-
-function workloadLabel(entity: IEntity): string {
-  const parts: string[] = [];
-  if (entity.workload_size) {
-    parts.push(entity.workload_size);
-  }
-  parts.push(entity.workload_type || 'CPU');
-  if (entity.scale_to_zero) {
-    parts.push('→0');
-  }
-  return parts.join(' · ');
-}
-
-function canManage(ep: IEndpoint): boolean {
-  return !ep.permission_level || ep.permission_level === 'CAN_MANAGE';
 }
 
 export class ServingPanel extends Widget {
@@ -127,11 +56,7 @@ export class ServingPanel extends Widget {
       refresh
     );
     this._errorText = h('span', { class: 'jp-ServingPanel-errorText' });
-    const retry = h(
-      'button',
-      { class: 'jp-ServingPanel-retry', 'data-action': 'retry' },
-      'Retry'
-    );
+    const retry = h('button', { class: 'jp-ServingPanel-retry', 'data-action': 'retry' }, 'Retry');
     retry.addEventListener('click', () => void this.refresh(true));
     this._errorNode = h(
       'div',
@@ -207,8 +132,7 @@ export class ServingPanel extends Widget {
       this._data = data;
       this._error = null;
       this._render();
-      const busy = data.endpoints.some(ep => TRANSITIONAL.has(ep.badge)) || this._busy.size > 0;
-      this._setInterval(busy ? BUSY_INTERVAL : IDLE_INTERVAL);
+      this._setInterval(pollInterval(data.endpoints, this._busy.size));
       return data;
     } catch (error) {
       this._error = error instanceof Error ? error : new Error(String(error));
@@ -229,20 +153,19 @@ export class ServingPanel extends Widget {
     if (this._error) {
       this._errorText.textContent = this._error.message;
       this._errorText.title = this._error.message;
-      this._errorNode.dataset.kind =
-        this._error instanceof ServingRequestError ? this._error.kind : 'Error';
+      this._errorNode.dataset.kind = errorKind(this._error);
       this._errorNode.hidden = false;
     } else {
       this._errorNode.hidden = true;
     }
     const data = this._data;
     if (!data) {
-      this._backendNode.textContent = this._configured.replace(/^the /, '');
+      this._backendNode.textContent = backendLabel(this._configured);
       this._backendNode.title = this._configured;
       this._emptyNode.hidden = true;
       return;
     }
-    this._backendNode.textContent = data.backend.replace(/^the /, '');
+    this._backendNode.textContent = backendLabel(data.backend);
     this._backendNode.title = `Endpoints of ${data.backend}`;
     this._emptyNode.hidden = data.endpoints.length > 0;
 
@@ -251,10 +174,12 @@ export class ServingPanel extends Widget {
     let previous: Element | null = null;
     for (const ep of data.endpoints) {
       seen.add(ep.name);
-      const key = JSON.stringify([ep, this._busy.get(ep.name), this._cardErrors.get(ep.name)]);
+      const busy = this._busy.get(ep.name);
+      const cardError = this._cardErrors.get(ep.name);
+      const key = cardKey(ep, busy, cardError);
       let card = this._cards.get(ep.name);
       if (!card || card.key !== key) {
-        const node = this._card(ep);
+        const node = renderCard(ep, busy, cardError, this._cardActions);
         if (card) {
           card.node.replaceWith(node);
         }
@@ -265,7 +190,9 @@ export class ServingPanel extends Widget {
       if (time) {
         time.textContent = relativeTime(ep.updated, now);
       }
-      const expected: Element | null = previous ? previous.nextElementSibling : this._listNode.firstElementChild;
+      const expected: Element | null = previous
+        ? previous.nextElementSibling
+        : this._listNode.firstElementChild;
       if (expected !== card.node) {
         if (previous) {
           previous.after(card.node);
@@ -281,174 +208,6 @@ export class ServingPanel extends Widget {
         this._cards.delete(name);
       }
     }
-  }
-
-  private _card(ep: IEndpoint): HTMLElement {
-    const busy = this._busy.get(ep.name);
-    const badgeText = busy ? `${busy}…` : ep.badge;
-    const badge = h(
-      'span',
-      {
-        class: 'jp-ServingBadge',
-        'data-badge': busy ? 'updating' : ep.badge,
-        title: ep.state
-      },
-      badgeText
-    );
-    const head = h(
-      'div',
-      { class: 'jp-ServingEndpoint-head' },
-      h('span', { class: 'jp-ServingEndpoint-name', title: ep.name }, ep.name),
-      badge
-    );
-
-    const meta = h('div', { class: 'jp-ServingEndpoint-meta' });
-    if (ep.config_version !== null && ep.config_version !== undefined) {
-      meta.append(h('span', { class: 'jp-ServingEndpoint-config' }, `config v${ep.config_version}`));
-    }
-    if (ep.updated) {
-      meta.append(
-        h('span', {
-          class: 'jp-ServingEndpoint-updated',
-          title: `Last updated ${new Date(ep.updated).toLocaleString()}`
-        })
-      );
-    }
-    if (ep.creator) {
-      meta.append(h('span', { class: 'jp-ServingEndpoint-creator', title: 'Creator' }, ep.creator));
-    }
-
-    const entities = this._entities(ep.entities, 'jp-ServingEndpoint-entities');
-
-    const card = h(
-      'li',
-      { class: 'jp-ServingEndpoint', 'data-endpoint': ep.name, 'data-badge': ep.badge },
-      head,
-      meta,
-      entities
-    );
-    if (ep.pending) {
-      card.append(
-        h(
-          'div',
-          { class: 'jp-ServingEndpoint-pending' },
-          `Deploying config v${ep.pending.config_version ?? '?'}: ` +
-            ep.pending.entities.map(e => e.model).join(', ')
-        )
-      );
-    }
-    if (ep.message) {
-      card.append(h('div', { class: 'jp-ServingEndpoint-message', title: ep.message }, ep.message));
-    }
-    const cardError = this._cardErrors.get(ep.name);
-    if (cardError) {
-      card.append(
-        h('div', { class: 'jp-ServingEndpoint-error', role: 'alert', title: cardError }, cardError)
-      );
-    }
-    card.append(this._buttons(ep, !!busy));
-    return card;
-  }
-
-  private _entities(entities: IEntity[], className: string): HTMLElement {
-    const table = h('div', { class: className, role: 'table' });
-    for (const e of entities) {
-      const traffic = e.traffic === null || e.traffic === undefined ? '' : `${e.traffic}%`;
-      const bar = h('span', { class: 'jp-ServingEntity-bar' });
-      bar.style.width = `${Math.max(0, Math.min(100, e.traffic ?? 0))}%`;
-      const full = e.entity_name || e.model || e.name;
-      const leaf = full.split('.').pop() || full;
-      const version = e.entity_version ? `v${e.entity_version}` : '';
-      table.append(
-        h(
-          'div',
-          { class: 'jp-ServingEntity', role: 'row', 'data-entity': e.name },
-          h(
-            'span',
-            {
-              class: 'jp-ServingEntity-model',
-              role: 'cell',
-              title: `${e.model || full} (served entity ${e.name})`
-            },
-            h('span', { class: 'jp-ServingEntity-name' }, leaf),
-            version ? h('span', { class: 'jp-ServingEntity-version' }, version) : null
-          ),
-          h('span', { class: 'jp-ServingEntity-workload', role: 'cell', title: e.workload }, workloadLabel(e)),
-          h('span', { class: 'jp-ServingEntity-traffic', role: 'cell', title: 'Traffic' }, traffic),
-          h('span', { class: 'jp-ServingEntity-track' }, bar)
-        )
-      );
-    }
-    return table;
-  }
-
-  private _button(
-    action: string,
-    label: string,
-    title: string,
-    icon: LabIcon | null,
-    disabled: boolean,
-    onClick: () => void
-  ): HTMLButtonElement {
-    const button = h(
-      'button',
-      {
-        class: 'jp-ServingEndpoint-button',
-        'data-action': action,
-        title,
-        'aria-label': title
-      },
-      icon ? iconNode(icon) : null,
-      label ? h('span', {}, label) : null
-    );
-    button.disabled = disabled;
-    button.addEventListener('click', onClick);
-    return button;
-  }
-
-  private _buttons(ep: IEndpoint, busy: boolean): HTMLElement {
-    const manage = canManage(ep);
-    const stopped = ep.badge === 'stopped';
-    const updating = ep.badge === 'updating';
-    const noRight = manage ? '' : ' (needs CAN_MANAGE)';
-    const actions = h('div', { class: 'jp-ServingEndpoint-actions' });
-    if (stopped) {
-      actions.append(
-        this._button('start', 'Start', `Start ${ep.name}${noRight}`, runIcon, busy || !manage, () =>
-          void this._act(ep.name, 'starting', () => startEndpoint(ep.name))
-        )
-      );
-    } else {
-      actions.append(
-        this._button('stop', 'Stop', `Stop ${ep.name}${noRight}`, stopIcon, busy || updating || !manage, () =>
-          void this._act(ep.name, 'stopping', () => stopEndpoint(ep.name))
-        )
-      );
-    }
-    actions.append(
-      this._button(
-        'status',
-        'Status',
-        `Open status: run %serve status ${ep.name} --watch in the notebook`,
-        null,
-        busy,
-        () => void this._withBusy(ep.name, 'opening', () => this._actions.openStatus(ep.name))
-      ),
-      this._button(
-        'query',
-        'Query',
-        `Insert query cell: a %%query ${ep.name} cell with a request template`,
-        null,
-        busy || stopped,
-        () =>
-          void this._withBusy(ep.name, 'inserting', () => this._actions.insertQueryCell(ep.name))
-      ),
-      h('span', { class: 'jp-ServingEndpoint-spacer' }),
-      this._button('delete', '', `Delete ${ep.name}${noRight}`, deleteIcon, busy || !manage, () =>
-        void this._delete(ep.name)
-      )
-    );
-    return actions;
   }
 
   private async _act(name: string, busy: Busy, fn: () => Promise<unknown>): Promise<void> {
@@ -484,6 +243,14 @@ export class ServingPanel extends Widget {
     await this._act(name, 'deleting', () => deleteEndpoint(name));
   }
 
+  private readonly _cardActions: ICardActions = {
+    start: name => void this._act(name, 'starting', () => startEndpoint(name)),
+    stop: name => void this._act(name, 'stopping', () => stopEndpoint(name)),
+    openStatus: name => void this._withBusy(name, 'opening', () => this._actions.openStatus(name)),
+    insertQuery: name =>
+      void this._withBusy(name, 'inserting', () => this._actions.insertQueryCell(name)),
+    delete: name => void this._delete(name)
+  };
   private readonly _backendNode: HTMLElement;
   private readonly _errorNode: HTMLElement;
   private readonly _errorText: HTMLElement;

@@ -2,77 +2,26 @@
  * Calls to the jupyter-serving server extension (`/jupyter-serving/api/...`).
  *
  * Requests go through `ServerConnection.makeRequest`, which adds the token and the XSRF header.
+ * Paths, bodies and errors are built by the pure helpers in `./model`.
  */
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-export type Badge =
-  | 'ready'
-  | 'updating'
-  | 'update failed'
-  | 'stopped'
-  | 'not ready';
+import {
+  endpointPath,
+  IEndpoint,
+  IEndpointList,
+  IQueryTemplate,
+  listParams,
+  NAMESPACE,
+  parseBody,
+  responseError,
+  ServingRequestError,
+  withQuery
+} from './model';
 
-export interface IEntity {
-  name: string;
-  entity_name: string | null;
-  entity_version: string | null;
-  model: string;
-  workload: string;
-  workload_type: string;
-  workload_size: string | null;
-  scale_to_zero: boolean;
-  traffic: number | null;
-  deployment: string | null;
-  message: string;
-}
-
-export interface IEndpoint {
-  name: string;
-  badge: Badge;
-  state: string;
-  ready: string | null;
-  config_update: string | null;
-  suspend: string | null;
-  config_version: number | string | null;
-  updated: number | null;
-  created: number | null;
-  creator: string | null;
-  permission_level: string | null;
-  entities: IEntity[];
-  pending: { config_version: number | string | null; entities: IEntity[] } | null;
-  message: string;
-}
-
-export interface IEndpointList {
-  backend: string;
-  is_local: boolean;
-  endpoints: IEndpoint[];
-}
-
-export interface IQueryTemplate {
-  name: string;
-  template: unknown;
-  cell: string;
-}
-
-/**
- * An error the panel shows in one line. `kind` is the Python error class
- * (ConnectionFailedError, AuthenticationError, AccessDeniedError, ...), or
- * NetworkError when the Jupyter server itself cannot be reached.
- */
-export class ServingRequestError extends Error {
-  constructor(
-    message: string,
-    readonly kind: string,
-    readonly status: number
-  ) {
-    super(message);
-    this.name = 'ServingRequestError';
-  }
-}
-
-const NAMESPACE = 'jupyter-serving/api';
+export type { Badge, IEndpoint, IEndpointList, IEntity, IQueryTemplate } from './model';
+export { ServingRequestError } from './model';
 
 export async function requestAPI<T>(
   path: string,
@@ -80,76 +29,40 @@ export async function requestAPI<T>(
   params: Record<string, string> = {}
 ): Promise<T> {
   const settings = ServerConnection.makeSettings();
-  let url = URLExt.join(settings.baseUrl, NAMESPACE, path);
-  const query = new URLSearchParams(params).toString();
-  if (query) {
-    url += '?' + query;
-  }
+  const url = withQuery(URLExt.join(settings.baseUrl, NAMESPACE, path), params);
   let response: Response;
   try {
     response = await ServerConnection.makeRequest(url, init, settings);
-  } catch (error) {
+  } catch {
     throw new ServingRequestError(
       'Cannot reach the Jupyter server (is it still running?)',
       'NetworkError',
       0
     );
   }
-  const text = await response.text();
-  let data: any = null;
-  if (text) {
-    try {
-      data = JSON.parse(text);
-    } catch {
-      data = null;
-    }
-  }
+  const data = parseBody(await response.text());
   if (!response.ok) {
-    const err = data && data.error;
-    if (err && typeof err.message === 'string') {
-      throw new ServingRequestError(err.message, err.kind || 'Error', response.status);
-    }
-    if (response.status === 404 && !data) {
-      throw new ServingRequestError(
-        'The jupyter-serving server extension is not enabled: run `jupyter server extension enable jupyter_serving` and restart JupyterLab',
-        'NotEnabled',
-        404
-      );
-    }
-    const reason = (data && (data.message || data.reason)) || response.statusText;
-    throw new ServingRequestError(
-      `The Jupyter server answered ${response.status}${reason ? ' (' + reason + ')' : ''}`,
-      'HTTPError',
-      response.status
-    );
+    throw responseError(response.status, response.statusText, data);
   }
   return data as T;
 }
 
 export function listEndpoints(reconnect = false): Promise<IEndpointList> {
-  return requestAPI<IEndpointList>(
-    'endpoints',
-    {},
-    reconnect ? { reconnect: '1' } : {}
-  );
-}
-
-function enc(name: string): string {
-  return encodeURIComponent(name);
+  return requestAPI<IEndpointList>('endpoints', {}, listParams(reconnect));
 }
 
 export function stopEndpoint(name: string): Promise<IEndpoint> {
-  return requestAPI<IEndpoint>(`endpoints/${enc(name)}/stop`, { method: 'POST' });
+  return requestAPI<IEndpoint>(endpointPath(name, 'stop'), { method: 'POST' });
 }
 
 export function startEndpoint(name: string): Promise<IEndpoint> {
-  return requestAPI<IEndpoint>(`endpoints/${enc(name)}/start`, { method: 'POST' });
+  return requestAPI<IEndpoint>(endpointPath(name, 'start'), { method: 'POST' });
 }
 
 export function deleteEndpoint(name: string): Promise<{ deleted: string }> {
-  return requestAPI(`endpoints/${enc(name)}`, { method: 'DELETE' });
+  return requestAPI(endpointPath(name), { method: 'DELETE' });
 }
 
 export function queryTemplate(name: string): Promise<IQueryTemplate> {
-  return requestAPI<IQueryTemplate>(`endpoints/${enc(name)}/query-template`);
+  return requestAPI<IQueryTemplate>(endpointPath(name, 'query-template'));
 }

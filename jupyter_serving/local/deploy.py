@@ -1,0 +1,192 @@
+"""Deployment: bring up a config's served entities beside the serving ones, switch traffic, drain the old.
+
+An update deploys the new config beside the old one and swaps only when every new entity answers, so
+the old config serves until then and stays serving when the update fails. Entities whose deployment
+did not change (same `spec_key`) keep their model server. What the endpoint document then says is the
+engine's business (`Engine.config_serving` / `Engine.config_failed`).
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from jupyter_serving.core.rules import RuleViolation, entity_concurrency
+from jupyter_serving.local.placement import entity_env
+from jupyter_serving.local.runtime import EntityRuntime, entity_spec, spec_key
+from jupyter_serving.local.states import DEPLOYED, FAILED, entity_doc, entity_state
+from jupyter_serving.local.supervisor import ModelServer, ModelServerFailed
+
+if TYPE_CHECKING:
+    from jupyter_serving.local.engine import Engine
+
+log = logging.getLogger("jupyter_serving.local")
+
+MODEL_LOAD_TIMEOUT_S = 180.0
+DRAIN_GRACE_S = 60.0
+
+
+class Deployer:
+    """Brings configs up for the engine; keeps the runtimes of configs that are not serving yet."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._starting: dict[tuple[str, str], EntityRuntime] = {}  # runtimes of configs not yet serving
+
+    def pending(self, endpoint: str | None = None) -> list[EntityRuntime]:
+        """Runtimes still coming up (of `endpoint`, or of every endpoint)."""
+        return [rt for (ep, _), rt in list(self._starting.items()) if endpoint is None or ep == endpoint]
+
+    async def deploy(self, name: str, target: dict, restoring: bool = False) -> None:
+        """Bring up every entity of `target`, then make it the serving config (or fail, keeping the old)."""
+        engine = self.engine
+        doc = engine.endpoints[name]
+        version = target["config_version"]
+        old = engine.runtimes.get(name, {}) if not restoring else {}
+        new, started = self._plan(doc, target, old)
+        failures = await self._bring_up_all(doc, target, started)
+        if name not in engine.endpoints:  # deleted meanwhile
+            await _stop_all(started)
+            return
+        doc["_last_version"] = max(doc.get("_last_version", 0), version)
+        if failures:
+            for rt in started:
+                rt.status = "stopped"
+            await _stop_all(started)
+            log.warning("endpoint %s: config version %s failed: %s", name, version, "; ".join(failures))
+            engine.config_failed(doc, target, restoring=restoring, replacing=bool(old))
+            return
+        # Switch traffic to the new servers first, then drain the old ones: no request sees a gap.
+        engine.runtimes[name] = new
+        for rt in old.values():
+            if rt not in new.values():
+                engine.background(self.drain_and_stop(rt))
+        engine.config_serving(doc, target, restoring=restoring)
+
+    def _plan(self, doc: dict, target: dict, old: dict[str, EntityRuntime]
+              ) -> tuple[dict[str, EntityRuntime], list[EntityRuntime]]:
+        """The runtimes of `target`: unchanged ones carried over from `old`, and new ones to start."""
+        new: dict[str, EntityRuntime] = {}
+        started: list[EntityRuntime] = []
+        for entity in target["served_entities"]:
+            key = spec_key(entity)
+            reuse = next((rt for rt in old.values() if rt.key == key), None)
+            if reuse is not None:
+                new[entity["name"]] = reuse
+                reuse.configure(entity)
+                entity["state"] = copy.deepcopy(entity_doc(doc, reuse.name, "config") or {}).get(
+                    "state", entity_state(DEPLOYED, ""))
+                continue
+            rt = self._new_runtime(doc["name"], entity)
+            new[entity["name"]] = rt
+            started.append(rt)
+            self._starting[(doc["name"], f"{entity['name']}@{target['config_version']}")] = rt
+        return new, started
+
+    async def _bring_up_all(self, doc: dict, target: dict, started: list[EntityRuntime]) -> list[str]:
+        """Start the new model servers together; returns what failed (and stops them all if cancelled)."""
+        version = target["config_version"]
+        failures: list[str] = []
+        try:
+            results = await asyncio.gather(
+                *(self._bring_up(doc, target, rt) for rt in started), return_exceptions=True)
+            for rt, result in zip(started, results):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                if isinstance(result, BaseException):
+                    failures.append(f"{rt.name}: {result}")
+        except asyncio.CancelledError:
+            await _stop_all(started)
+            raise
+        finally:
+            for rt in started:
+                self._starting.pop((doc["name"], f"{rt.name}@{version}"), None)
+        return failures
+
+    def _new_runtime(self, endpoint: str, entity: dict) -> EntityRuntime:
+        limit = entity_concurrency(entity)[1]
+        spec = entity_spec(entity)
+        env, _ = self._placement(spec)
+        server = ModelServer("", self.engine.log_path(endpoint, entity["name"]), threads=max(limit, 4), env=env)
+        return EntityRuntime(endpoint, spec, server, spec_key(entity), limit,
+                             bool(entity.get("scale_to_zero_enabled")))
+
+    def _placement(self, spec: dict) -> tuple[dict[str, str], str]:
+        engine = self.engine
+        return entity_env(spec, engine.paths.mlflow_uri, engine.cloud, engine.gpu_count)
+
+    async def _bring_up(self, doc: dict, target: dict, rt: EntityRuntime) -> None:
+        """Start one entity's model server and wait until it answers; its build log records the steps."""
+        lines: list[str] = []
+
+        def note(msg: str) -> None:
+            lines.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}")
+
+        entity = next(e for e in target["served_entities"] if e["name"] == rt.name)
+        server = rt.server
+        try:
+            note(f"Resolving {rt.spec['entity_name']} version {rt.spec['entity_version']} in the MLflow registry.")
+            server.model_uri = await asyncio.to_thread(
+                self.engine.registry.resolve, rt.spec["entity_name"], rt.spec["entity_version"])
+            note(f"Model files: {server.model_uri}")
+            _, placement = self._placement(rt.spec)
+            if placement:
+                note(placement)
+            offset = server.log_path.stat().st_size if server.log_path.exists() else 0
+            server.spawn()
+            note(f"Started MLflow scoring server (pid {server.pid}, port {server.port}, "
+                 f"{rt.limit} concurrent requests).")
+            try:
+                took = await server.wait_ready(self.engine.session, MODEL_LOAD_TIMEOUT_S)
+            finally:
+                lines.append(_read_from(server.log_path, offset).rstrip())
+            note(f"Model server ready after {took:.1f} s.")
+            rt.mark_ready()
+            entity["state"] = entity_state(DEPLOYED, placement)
+        except (ModelServerFailed, RuleViolation) as exc:
+            note(f"FAILED: {exc}")
+            reason = _last_error_line("\n".join(lines)) or str(exc)
+            entity["state"] = entity_state(FAILED, f"Failed to deploy: {reason} See the build logs.")
+            raise ModelServerFailed(reason) from exc
+        finally:
+            self.engine.store.save_build_log(doc["name"], rt.name, target["config_version"], "\n".join(lines) + "\n")
+            self.engine.store.save_endpoint(doc)
+
+    @staticmethod
+    async def drain_and_stop(rt: EntityRuntime, grace_s: float = DRAIN_GRACE_S) -> None:
+        """Stop a server that no longer receives traffic once its in-flight requests have finished."""
+        rt.status = "draining"
+        deadline = time.monotonic() + grace_s
+        try:
+            while rt.in_flight and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:  # also when cancelled at shutdown: the server is no longer among the engine's runtimes
+            rt.status = "stopped"
+            await rt.server.stop()
+
+
+async def _stop_all(runtimes: list[EntityRuntime]) -> None:
+    for rt in runtimes:
+        await rt.server.stop()
+
+
+def _read_from(path: Path, offset: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")[-20000:]
+    except FileNotFoundError:
+        return ""
+
+
+def _last_error_line(text: str) -> str:
+    """The most telling line of a failed model load: the final exception message."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", line):
+            return line[:300]
+    return ""

@@ -1,0 +1,16 @@
+"""Updating an endpoint's config (`PUT .../{name}/config`): deploys the new config beside the serving one."""
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from jupyter_serving.local.http.deps import BaseUrl, CallerDep, EngineDep, JsonBody, Manageable
+from jupyter_serving.local.http.present import present
+
+router = APIRouter(prefix="/api/2.0/serving-endpoints")
+
+
+@router.put("/{name}/config")
+async def update_config(doc: Manageable, caller: CallerDep, body: JsonBody, engine: EngineDep, url: BaseUrl):
+    if "config" in body and "served_entities" not in body and "served_models" not in body:
+        body = body["config"]  # tolerate the nested form some callers send
+    return present(await engine.update_config(doc["name"], body, caller.user), caller, url)

@@ -1,0 +1,17 @@
+"""The `%serve` subcommands, one module per group; importing this package registers them all.
+
+The order of the imports is the order of `%serve help`.
+"""
+# isort: off
+from jupyter_serving.magics.commands import (  # noqa: F401 - imported to register their commands
+    connect,
+    create,
+    info,
+    traffic,
+    lifecycle,
+    access,
+    ui,
+    bench,
+    help,
+)
+# isort: on
