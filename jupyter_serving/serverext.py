@@ -265,38 +265,10 @@ def endpoint_json(st: EndpointStatus) -> dict:
 
 
 def list_statuses(client: ServingClient, max_details: int = 100) -> list[EndpointStatus]:
-    """Every endpoint with its traffic split.
-
-    Adapter: the API's `list()` returns a text DataFrame (for humans) and `names()` only names, so
-    this reads the raw list (`_list_raw`, one request) and fills in the details the list API leaves
-    out (traffic) with `get()` per endpoint, in parallel.
-    """
+    """Every endpoint with its traffic split (the raw list, with details read where it lacks them)."""
     from jupyter_serving.core.status import EndpointStatus
 
-    raw_list = getattr(client, "_list_raw", None)
-    if raw_list is None:  # pragma: no cover - an API without the raw list
-        names = client.names()
-        raw = [{"name": n} for n in names]
-    else:
-        raw = raw_list()
-
-    def needs_detail(e: dict) -> bool:
-        return "traffic_config" not in (e.get("config") or {}) or "state" not in e
-
-    def detail(e: dict) -> dict:
-        try:
-            return client.get(e["name"]).raw
-        except NotFoundError:  # deleted meanwhile
-            return {}
-        except ServingError:
-            return e
-
-    todo = [i for i, e in enumerate(raw) if e.get("name") and needs_detail(e)][:max_details]
-    if todo:
-        with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
-            for i, doc in zip(todo, pool.map(detail, [raw[i] for i in todo])):
-                raw[i] = doc
-    statuses = [EndpointStatus(e) for e in raw if e.get("name")]
+    statuses = [EndpointStatus(e) for e in client.list_raw(details=True, max_details=max_details)]
     return sorted(statuses, key=lambda s: s.name.lower())
 
 

@@ -31,7 +31,7 @@ def pytest_collection_modifyitems(session, config, items):
         notebook = _notebook_of(item)
         if notebook is not None:
             slots.setdefault(notebook, []).append(i)
-    for notebook, positions in slots.items():
+    for positions in slots.values():
         cells = sorted((items[i] for i in positions), key=_cell_number)
         for i, cell in zip(positions, cells):
             items[i] = cell

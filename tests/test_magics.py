@@ -33,8 +33,8 @@ def iris_ep(local_backend, iris_models):
 
 @pytest.fixture(scope="module")
 def magic_ep(ip, iris_models):
-    """Created through the magic: two --model groups, a traffic split, a tag; the module then
-    updates, stops, starts and finally deletes it."""
+    """Created through the magic: two --model groups, a traffic split, a tag. Tests that change it
+    set the state they start from (traffic, running) themselves, so they pass in any order."""
     name = unique("mag")
     v1, v2 = iris_models["versions"][:2]
     ran = ok(ip, f"%serve create {name} --model {iris_models['name']} --version {v1} "
@@ -340,6 +340,7 @@ def test_tags(ip, magic_ep):
 
 def test_traffic(ip, magic_ep):
     name = magic_ep["name"]
+    ok(ip, f"%serve start {name}")
     status = ok(ip, f"%serve traffic {name} iris-1=0 iris-2=100").value
     assert status.traffic == {"iris-1": 0, "iris-2": 100}
     ip.user_ns["row"] = pd.DataFrame([[5.1, 3.5, 1.4, 0.2]], columns=COLUMNS)
@@ -364,17 +365,21 @@ def test_update_from_json(ip, magic_ep):
 
 def test_update_and_watch(ip, magic_ep):
     name = magic_ep["name"]
-    ran = ok(ip, f"%serve update {name} --entity iris-1 --workload-size Medium --no-wait")
+    ok(ip, f"%serve start {name}")
+    ok(ip, f"%serve traffic {name} iris-1=0 iris-2=100")
+    size = "Large" if api.get_client().get(name).entity("iris-1").get("workload_size") == "Medium" else "Medium"
+    ran = ok(ip, f"%serve update {name} --entity iris-1 --workload-size {size} --no-wait")
     assert ran.value.is_updating
     watched = ok(ip, f"%serve status {name} --watch")
     assert "Watching" in watched.out
     final = watched.value
-    assert final.is_settled and final.entity("iris-1")["workload_size"] == "Medium"
+    assert final.is_settled and final.entity("iris-1")["workload_size"] == size
     assert final.traffic == {"iris-1": 0, "iris-2": 100}
 
 
 def test_stop_start(ip, magic_ep):
     name = magic_ep["name"]
+    ok(ip, f"%serve start {name}")
     stopped = ok(ip, f"%serve stop {name}").value
     assert stopped.is_stopped
     assert "already stopped" in ok(ip, f"%serve stop {name}").out
@@ -383,8 +388,10 @@ def test_stop_start(ip, magic_ep):
     assert "nothing to start" in ok(ip, f"%serve start {name}").out
 
 
-def test_delete(ip, magic_ep):
-    name = magic_ep["name"]
+def test_delete(ip, iris_models):
+    name = unique("del")
+    ok(ip, f"%serve create {name} --model {iris_models['name']} --version {iris_models['versions'][0]} --no-wait")
+    assert name in ok(ip, "%serve list --names").value
     assert f"Deleted endpoint '{name}'." in ok(ip, f"%serve delete {name} --yes").out
     assert name not in ok(ip, "%serve list --names").value
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from jupyter_serving.client.base import DEFAULT_WAIT_TIMEOUT, ClientBase, ProgressCallback, wait_hint
 from jupyter_serving.core.errors import DeploymentFailedError, Hint, ServingTimeoutError
-from jupyter_serving.core.status import FAILED_DEPLOYMENTS, EndpointStatus
+from jupyter_serving.core.status import EndpointStatus
 
 _ERROR_LINE = re.compile(r"^\s*[\w.]*(Error|Exception)\b")
 
@@ -50,9 +50,9 @@ class WaitingMixin(ClientBase):
 
     def _failed_entity(self, status: EndpointStatus, deploying: list[str]) -> tuple[str, str | None]:
         """(the entity whose deployment failed, the error line of its build logs or None)."""
-        for e in status.pending_entities or status.entities:
-            if (e.get("state") or {}).get("deployment") in FAILED_DEPLOYMENTS:
-                return e.get("name"), None
+        failed = status.failed_entity()
+        if failed:
+            return failed, None
         # A failed update's entities are gone from the endpoint; their build logs say what broke.
         for candidate in [n for n in deploying if n not in status.entity_names] or deploying:
             reason = self._build_log_error(status.name, candidate)

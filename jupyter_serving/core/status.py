@@ -226,6 +226,14 @@ class EndpointStatus:
                     out.append(f"{label}{e.get('name')}: {st.get('deployment', '')} {msg}".replace("  ", " "))
         return out
 
+    def failed_entity(self) -> str | None:
+        """The served entity whose deployment failed (the pending config first), if any."""
+        for ents in (self.pending_entities, self.entities):
+            for e in ents:
+                if (e.get("state") or {}).get("deployment") in FAILED_DEPLOYMENTS:
+                    return e.get("name")
+        return None
+
     def failure_reason(self) -> str:
         """The most useful line explaining a failed update."""
         for ents in (self.pending_entities, self.entities):

@@ -39,7 +39,6 @@ from jupyter_serving.widgets._common import (
 )
 
 LOG_TAIL_LINES = 20
-FAILED_DEPLOYMENTS = ("DEPLOYMENT_FAILED", "DEPLOYMENT_ABORTED")
 DEPLOYMENT_COLORS = {"DEPLOYMENT_READY": GREEN, "DEPLOYMENT_CREATING": AMBER, "DEPLOYMENT_RECOVERING": AMBER,
                      "DEPLOYMENT_FAILED": RED, "DEPLOYMENT_ABORTED": RED}
 
@@ -55,15 +54,6 @@ def update_badge(status: EndpointStatus) -> str:
     cu = status.config_update or "UNKNOWN"
     color = {"NOT_UPDATING": GREEN, "IN_PROGRESS": AMBER}.get(cu, RED)
     return badge(cu, color)
-
-
-def failed_entity(status: EndpointStatus) -> str | None:
-    """The served entity whose deployment failed (pending config first), if any."""
-    for ents in (status.pending_entities, status.entities):
-        for e in ents:
-            if (e.get("state") or {}).get("deployment") in FAILED_DEPLOYMENTS:
-                return e.get("name")
-    return None
 
 
 def _entities_table(entities: list[dict], traffic: dict[str, int]) -> str:
@@ -250,7 +240,7 @@ class StatusPanel(W.VBox):
                     self.error = ""
                     self._update(status, elapsed)
                     if status.is_settled:
-                        if status.update_failed or failed_entity(status):
+                        if status.update_failed or status.failed_entity():
                             self._fetch_logs(status)
                         self._render(status, elapsed, polling=False)
                         return
@@ -278,13 +268,13 @@ class StatusPanel(W.VBox):
     def _render(self, status: EndpointStatus | None, elapsed: float, polling: bool) -> None:
         if status is None:
             return
-        entity = failed_entity(status)
+        entity = status.failed_entity()
         self.body.value = render_status(status, elapsed=elapsed, polling=polling,
                                         logs=self.logs if self.logs or entity else None,
                                         logs_entity=entity, error=self.error)
 
     def _fetch_logs(self, status: EndpointStatus) -> None:
-        entity = failed_entity(status) or (status.pending_entities or status.entities or [{}])[0].get("name")
+        entity = status.failed_entity() or (status.pending_entities or status.entities or [{}])[0].get("name")
         if not entity:
             return
         try:
