@@ -32,8 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jupyter_serving.bench.loadgen import run_closed_loop  # noqa: E402
-from jupyter_serving.bench.target import Target  # noqa: E402
+from jupyter_serving.bench.loadgen import run_closed_loop
+from jupyter_serving.bench.target import Target
 
 SERVER_CORE, CLIENT_CORE = 0, 1
 BODY = b'{"dataframe_split":{"columns":["sepal_length","sepal_width","petal_length","petal_width"],' \

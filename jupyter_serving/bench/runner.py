@@ -131,7 +131,7 @@ def run_in_own_loop(make: Callable[[threading.Event], Awaitable[Any]],
         loop = new_event_loop()
         try:
             outcome["value"] = loop.run_until_complete(make(_Either()))
-        except BaseException as exc:  # handed to the calling thread
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
             outcome["error"] = exc
         finally:
             try:
@@ -233,7 +233,7 @@ class BenchmarkJob:
             try:
                 self._frame = self._function(*self._args, on_step=self._on_step, stop=self._stop,
                                              **self._kwargs)
-            except BaseException as exc:  # kept for result()
+            except BaseException as exc:  # noqa: BLE001 - kept for result(), re-raised there
                 self.error = exc
 
         self._thread = threading.Thread(target=work, name="jupyter-serving-bench-job", daemon=True)
