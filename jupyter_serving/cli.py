@@ -43,6 +43,19 @@ def _running_or_exit(data_dir) -> localctl.BackendInfo:
     return info
 
 
+def _status(data_dir) -> int:
+    info = localctl.status(data_dir)
+    if info is None:
+        print("The local backend is not running.")
+        return 1
+    print(f"Running at {info.url} (pid {info.pid}, cloud {info.cloud}, data dir {info.home})")
+    unreadable = localctl.unreadable_rows(info)
+    if unreadable:
+        print(f"{unreadable} endpoint row{'s' if unreadable > 1 else ''} could not be read: see "
+              f"{info.home / 'logs' / 'backend.log'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.action == "start":
@@ -68,12 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Stopped the local backend." if stopped else "The local backend was not running.")
         return 0
     if args.action == "status":
-        info = localctl.status(args.data_dir)
-        if info is None:
-            print("The local backend is not running.")
-            return 1
-        print(f"Running at {info.url} (pid {info.pid}, cloud {info.cloud}, data dir {info.home})")
-        return 0
+        return _status(args.data_dir)
     if args.action == "env":
         info = _running_or_exit(args.data_dir)
         for key, value in info.env().items():

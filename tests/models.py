@@ -12,6 +12,16 @@ class SleepModel(mlflow.pyfunc.PythonModel):
         return model_input[["x"]].astype(float) * 2
 
 
+class SlowLoadModel(mlflow.pyfunc.PythonModel):
+    """Takes a long time to load (`load_context` sleeps 600 s), so its deployment stays IN_PROGRESS."""
+
+    def load_context(self, context):
+        time.sleep(600)
+
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
 class BrokenModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         raise RuntimeError("weights are corrupt (this model fails to load on purpose)")

@@ -76,7 +76,7 @@ def test_sdk_logs_openapi_metrics(w, sdk_endpoint, iris_models):
     build = w.serving_endpoints.build_logs(name, entity_name).logs
     assert "Model server ready" in build and "main.ml.iris" in build
     w.serving_endpoints.query(name, dataframe_records=iris_models["X"].head(1).to_dict("records"))
-    assert "Uvicorn running" in w.serving_endpoints.logs(name, entity_name).logs
+    assert "Application startup complete" in w.serving_endpoints.logs(name, entity_name).logs
 
     spec = w.serving_endpoints.get_open_api(name).contents.read()
     import json
@@ -109,7 +109,8 @@ def test_sdk_tags_rate_limits_permissions(w, sdk_endpoint, local_backend, rest):
     alice = rest.call("POST", "/api/2.0/token-management/on-behalf-of/tokens",
                       json={"application_id": "alice@example.com"}).json()["token_value"]
     as_alice = Rest(local_backend.url, alice)
-    assert as_alice.call("GET", f"/api/2.0/serving-endpoints/{name}").status_code == 404  # invisible
+    hidden = as_alice.call("GET", f"/api/2.0/serving-endpoints/{name}")  # 403 naming only the name
+    assert hidden.status_code == 403 and hidden.json()["error_code"] == "PERMISSION_DENIED"
     assert name not in [e["name"] for e in as_alice.call("GET", "/api/2.0/serving-endpoints").json()["endpoints"]]
 
     perms = w.serving_endpoints.update_permissions(detailed.id, access_control_list=[
@@ -127,7 +128,7 @@ def test_sdk_tags_rate_limits_permissions(w, sdk_endpoint, local_backend, rest):
     levels = w.serving_endpoints.get_permission_levels(detailed.id).permission_levels
     assert {lv.permission_level.value for lv in levels} == {"CAN_VIEW", "CAN_QUERY", "CAN_MANAGE"}
     w.serving_endpoints.set_permissions(detailed.id, access_control_list=[])
-    assert as_alice.call("GET", f"/api/2.0/serving-endpoints/{name}").status_code == 404
+    assert as_alice.call("GET", f"/api/2.0/serving-endpoints/{name}").status_code == 403
 
 
 def test_sdk_update_config_and_wait_and_errors(w, iris_models):

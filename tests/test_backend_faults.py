@@ -73,7 +73,7 @@ def test_killed_model_server_recovers_under_load(rest, iris_models, backend_home
     assert rest.create(name, [entity(model, v1)]).status_code == 200
     try:
         rest.wait_ready(name)
-        log = backend_home / "logs" / name / f"iris-{v1}.log"
+        log = backend_home / "logs" / rest.get(name)["id"] / f"iris-{v1}.log"
         body = {"dataframe_records": iris_models["X"].head(2).to_dict("records")}
         with Load(rest, name, body) as load:
             poll(lambda: load.total() >= 20, 30, 0.05, "load to start")

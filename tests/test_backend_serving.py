@@ -51,7 +51,7 @@ def test_weighted_routing_and_entity_targeting(rest, split_endpoint, iris_models
 def test_traffic_only_update_keeps_model_servers(rest, split_endpoint, iris_models, backend_home):
     v1, v2 = iris_models["versions"]
     model = iris_models["name"]
-    log = backend_home / "logs" / split_endpoint / f"iris-{v1}.log"
+    log = backend_home / "logs" / rest.get(split_endpoint)["id"] / f"iris-{v1}.log"
     starts_before = log.read_text().count("starting scoring server")
     resp = rest.update(split_endpoint, [entity(model, v1), entity(model, v2)],
                        [{"served_model_name": f"iris-{v1}", "traffic_percentage": 0},

@@ -59,8 +59,16 @@ def _pid_alive(pid: int) -> bool:
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
         return done == 0
-    except ChildProcessError:
-        return True
+    except ChildProcessError:  # not ours (a kernel started it): a zombie there has exited all the same
+        return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _answers(url: str, timeout: float = 2.0) -> bool:
@@ -81,6 +89,17 @@ def status(data_dir: str | os.PathLike | None = None) -> BackendInfo | None:
     if not _pid_alive(info["pid"]) or not _answers(info["url"]):
         return None
     return BackendInfo(info["url"], info["port"], info["pid"], info["cloud"], home)
+
+
+def unreadable_rows(info: BackendInfo) -> int:
+    """How many endpoint rows of state.db the running backend could not read at startup (0 if unknown)."""
+    request = urllib.request.Request(info.url + "/api/2.0/jupyter-serving/backend",
+                                     headers={"Authorization": f"Bearer {info.token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return int(json.loads(resp.read()).get("unreadable_endpoint_rows") or 0)
+    except (urllib.error.URLError, OSError, ValueError):
+        return 0
 
 
 def start(

@@ -21,8 +21,9 @@ from jupyter_serving.core.workloads import (
 
 MAX_SERVED_ENTITIES = 10
 RESERVED_PREFIX = "databricks-"
-# Endpoint and served-entity names: one charset for both (the server's rule).
-NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+# Endpoint and served-entity names: one charset for both (the server's rule). Matched whole with
+# `fullmatch` (a `$` would let a trailing newline through).
+NAME_RE = re.compile(r"[A-Za-z0-9_-]+")
 NAME_CHARS = "letters, digits, '-' and '_'"
 MAX_NAME_LENGTH = 63
 
@@ -44,10 +45,10 @@ def validate_endpoint_name(name: Any) -> None:
         raise RuleViolation("Endpoint name is required.")
     if len(name) > MAX_NAME_LENGTH:
         raise RuleViolation(
-            f"Endpoint name '{name}' is {len(name)} characters long; use at most {MAX_NAME_LENGTH}."
+            f"Endpoint name {name!r} is {len(name)} characters long; use at most {MAX_NAME_LENGTH}."
         )
-    if not NAME_RE.match(name):
-        raise RuleViolation(f"Endpoint name '{name}' is invalid: use only {NAME_CHARS}.")
+    if not NAME_RE.fullmatch(name):
+        raise RuleViolation(f"Endpoint name {name!r} is invalid: use only {NAME_CHARS}.")
     if name.lower().startswith(RESERVED_PREFIX):
         raise RuleViolation(
             f"Endpoint name '{name}' is invalid: the prefix '{RESERVED_PREFIX}' is reserved; "
@@ -56,9 +57,12 @@ def validate_endpoint_name(name: Any) -> None:
 
 
 def validate_entity_name(name: Any) -> None:
-    """A served entity's name: the endpoint name's charset."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise RuleViolation(f"Served entity name '{name}' is invalid: use only {NAME_CHARS}.")
+    """A served entity's name: the endpoint name's charset and length."""
+    if isinstance(name, str) and len(name) > MAX_NAME_LENGTH:
+        raise RuleViolation(f"Served entity name {name!r} is {len(name)} characters long; use at most "
+                            f"{MAX_NAME_LENGTH}.")
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise RuleViolation(f"Served entity name {name!r} is invalid: use only {NAME_CHARS}.")
 
 
 def served_entity(

@@ -17,6 +17,7 @@ from jupyter_serving.local.engine import Engine
 from jupyter_serving.local.gateway import Gateway
 from jupyter_serving.local.http import config, endpoints, logs, meta, permissions, tokens
 from jupyter_serving.local.http.errors import install_error_handlers
+from jupyter_serving.local.http.guard import bounded_bodies, contain_errors
 from jupyter_serving.local.http.invocations import with_invocations
 
 ROUTERS = (meta.router, endpoints.router, config.router, logs.router, permissions.router, tokens.router)
@@ -46,7 +47,7 @@ def create_app(paths: Paths, cloud: str, idle_timeout_s: float, admin_user: str,
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    return with_invocations(app, engine, gateway)
+    return with_invocations(contain_errors(bounded_bodies(app)), engine, gateway)
 
 
 __all__ = ["create_app"]

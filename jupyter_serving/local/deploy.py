@@ -19,6 +19,7 @@ from jupyter_serving.core.rules import RuleViolation, entity_concurrency
 from jupyter_serving.local.placement import entity_env
 from jupyter_serving.local.runtime import EntityRuntime, entity_spec, spec_key
 from jupyter_serving.local.states import DEPLOYED, FAILED, entity_doc, entity_state
+from jupyter_serving.local.store import StoreUnavailable
 from jupyter_serving.local.supervisor import ModelServer, ModelServerFailed
 
 if TYPE_CHECKING:
@@ -35,11 +36,12 @@ class Deployer:
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        self._starting: dict[tuple[str, str], EntityRuntime] = {}  # runtimes of configs not yet serving
+        # runtimes of configs not yet serving, by (endpoint id, entity@version)
+        self._starting: dict[tuple[str, str], EntityRuntime] = {}
 
-    def pending(self, endpoint: str | None = None) -> list[EntityRuntime]:
-        """Runtimes still coming up (of `endpoint`, or of every endpoint)."""
-        return [rt for (ep, _), rt in list(self._starting.items()) if endpoint is None or ep == endpoint]
+    def pending(self, endpoint_id: str | None = None) -> list[EntityRuntime]:
+        """Runtimes still coming up (of the endpoint `endpoint_id`, or of every endpoint)."""
+        return [rt for (ep, _), rt in list(self._starting.items()) if endpoint_id is None or ep == endpoint_id]
 
     async def deploy(self, name: str, target: dict, restoring: bool = False) -> None:
         """Bring up every entity of `target`, then make it the serving config (or fail, keeping the old)."""
@@ -49,7 +51,7 @@ class Deployer:
         old = engine.runtimes.get(name, {}) if not restoring else {}
         new, started = self._plan(doc, target, old)
         failures = await self._bring_up_all(doc, target, started)
-        if name not in engine.endpoints:  # deleted meanwhile
+        if not engine.is_current(doc):  # deleted meanwhile
             await _stop_all(started)
             return
         doc["_last_version"] = max(doc.get("_last_version", 0), version)
@@ -58,14 +60,14 @@ class Deployer:
                 rt.status = "stopped"
             await _stop_all(started)
             log.warning("endpoint %s: config version %s failed: %s", name, version, "; ".join(failures))
-            engine.config_failed(doc, target, restoring=restoring, replacing=bool(old))
+            await engine.config_failed(doc, target, restoring=restoring, replacing=bool(old))
             return
         # Switch traffic to the new servers first, then drain the old ones: no request sees a gap.
         engine.runtimes[name] = new
         for rt in old.values():
             if rt not in new.values():
                 engine.background(self.drain_and_stop(rt))
-        engine.config_serving(doc, target, restoring=restoring)
+        await engine.config_serving(doc, target, restoring=restoring)
 
     def _plan(self, doc: dict, target: dict, old: dict[str, EntityRuntime]
               ) -> tuple[dict[str, EntityRuntime], list[EntityRuntime]]:
@@ -81,10 +83,10 @@ class Deployer:
                 entity["state"] = copy.deepcopy(entity_doc(doc, reuse.name, "config") or {}).get(
                     "state", entity_state(DEPLOYED, ""))
                 continue
-            rt = self._new_runtime(doc["name"], entity)
+            rt = self._new_runtime(doc, entity)
             new[entity["name"]] = rt
             started.append(rt)
-            self._starting[(doc["name"], f"{entity['name']}@{target['config_version']}")] = rt
+            self._starting[(doc["id"], f"{entity['name']}@{target['config_version']}")] = rt
         return new, started
 
     async def _bring_up_all(self, doc: dict, target: dict, started: list[EntityRuntime]) -> list[str]:
@@ -104,16 +106,16 @@ class Deployer:
             raise
         finally:
             for rt in started:
-                self._starting.pop((doc["name"], f"{rt.name}@{version}"), None)
+                self._starting.pop((doc["id"], f"{rt.name}@{version}"), None)
         return failures
 
-    def _new_runtime(self, endpoint: str, entity: dict) -> EntityRuntime:
+    def _new_runtime(self, doc: dict, entity: dict) -> EntityRuntime:
         limit = entity_concurrency(entity)[1]
         spec = entity_spec(entity)
         env, _ = self._placement(spec)
-        server = ModelServer("", self.engine.log_path(endpoint, entity["name"]), threads=max(limit, 4), env=env)
-        return EntityRuntime(endpoint, spec, server, spec_key(entity), limit,
-                             bool(entity.get("scale_to_zero_enabled")))
+        server = ModelServer("", self.engine.log_path(doc, entity["name"]), threads=max(limit, 4), env=env)
+        return EntityRuntime(doc["name"], spec, server, spec_key(entity), limit,
+                             bool(entity.get("scale_to_zero_enabled")), endpoint_id=doc["id"])
 
     def _placement(self, spec: dict) -> tuple[dict[str, str], str]:
         engine = self.engine
@@ -153,8 +155,17 @@ class Deployer:
             entity["state"] = entity_state(FAILED, f"Failed to deploy: {reason} See the build logs.")
             raise ModelServerFailed(reason) from exc
         finally:
-            self.engine.store.save_build_log(doc["name"], rt.name, target["config_version"], "\n".join(lines) + "\n")
-            self.engine.store.save_endpoint(doc)
+            await self._record_bring_up(doc, rt.name, target["config_version"], "\n".join(lines) + "\n")
+
+    async def _record_bring_up(self, doc: dict, entity: str, version: int, text: str) -> None:
+        """Write an entity's build log and the endpoint's state (not for an endpoint deleted meanwhile)."""
+        if not self.engine.is_current(doc):
+            return
+        try:
+            await self.engine.write(self.engine.store.save_build_log, doc["id"], entity, version, text)
+        except StoreUnavailable as exc:
+            log.warning("endpoint %s: could not save the build log of %s: %s", doc["name"], entity, exc)
+        await self.engine.record(doc)
 
     @staticmethod
     async def drain_and_stop(rt: EntityRuntime, grace_s: float = DRAIN_GRACE_S) -> None:

@@ -4,16 +4,28 @@ State is reported exactly as Databricks does (see `states`): `state.ready`, `sta
 `pending_config` while an update runs, and per served entity `state.deployment` +
 `deployment_state_message`. The engine owns the documents and every transition of them; bringing
 configs up is `deploy`'s job, watching model servers `monitor`'s, idling them `scale_to_zero`'s.
+
+State that cannot lie:
+- A change a caller asks for is written to state.db first (in a thread, one writer at a time, short
+  busy timeout) and only then shown by the API; when the write fails the caller gets 503
+  TEMPORARILY_UNAVAILABLE and nothing changed. Transitions that deployment and monitoring report
+  (a server came up, failed, scaled to zero) are facts already: they are shown at once and written
+  through in the background, retried until state.db takes them.
+- Deletion is authoritative: it leaves a tombstone for the endpoint's id (see `store`), cancels its
+  deployment and stops its model servers; no later save of that id is ever written.
+- Logs and build logs belong to an endpoint id, so a recreated endpoint with an old name starts empty.
 """
 from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import logging
 import secrets
+import shutil
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 import aiohttp
@@ -47,7 +59,7 @@ from jupyter_serving.local.states import (
     entity_doc,
     entity_state,
 )
-from jupyter_serving.local.store import Store
+from jupyter_serving.local.store import Store, StoreUnavailable
 
 log = logging.getLogger("jupyter_serving.local")
 
@@ -71,6 +83,7 @@ class Engine:
         self.deployer = Deployer(self)
         self.monitor = Monitor(self)
         self._background: set[asyncio.Task] = set()
+        self._write_lock = asyncio.Lock()  # one writer: writes reach state.db in the order they were made
         self.gpu_count = detect_gpus()
         self.workspace_id = self.store.setting("workspace_id") or str(uuid.uuid4().int)[:16]
         self.store.set_setting("workspace_id", self.workspace_id)
@@ -85,7 +98,7 @@ class Engine:
         await asyncio.to_thread(self.registry.initialize)
         for doc in self.store.load_endpoints():
             self.endpoints[doc["name"]] = doc
-            self._restore(doc)
+            await self._restore(doc)
         self.background(self.monitor.watch())
 
     async def shutdown(self) -> None:
@@ -109,7 +122,12 @@ class Engine:
         task.add_done_callback(self._background.discard)
         return task
 
-    def _restore(self, doc: dict) -> None:
+    @property
+    def unreadable_rows(self) -> int:
+        """How many endpoint rows of state.db could not be read at startup (skipped, see backend.log)."""
+        return len(self.store.unreadable)
+
+    async def _restore(self, doc: dict) -> None:
         """After a backend restart: bring the serving config back, then resume an interrupted update."""
         if doc["state"].get("suspend") == SUSPENDED:
             return
@@ -120,13 +138,13 @@ class Engine:
             for entity in config["served_entities"]:
                 entity["state"] = entity_state(RECOVERING, "Restarting the model server after a backend restart.")
             doc["state"]["ready"] = NOT_READY
-            self.store.save_endpoint(doc)
+            await self.record(doc)
         self.updates[doc["name"]] = self.background(self._restore_then_update(doc["name"], serving, pending))
 
     async def _restore_then_update(self, name: str, serving: bool, pending: dict | None) -> None:
         if serving:
             await self.deployer.deploy(name, self.endpoints[name]["config"], restoring=True)
-        if pending is not None and name in self.endpoints:
+        if pending is not None and self.endpoints.get(name, {}).get("pending_config") is pending:
             await self.deployer.deploy(name, pending)
 
     # queries -----------------------------------------------------------------------------------
@@ -153,9 +171,51 @@ class Engine:
                                 "RESOURCE_DOES_NOT_EXIST")
         return found
 
-    def log_path(self, endpoint: str, entity: str) -> Path:
-        """The model server log of a served entity."""
-        return self.paths.logs / endpoint / f"{entity}.log"
+    def is_current(self, doc: dict) -> bool:
+        """Whether `doc` is still the live document of its endpoint (not deleted, nor replaced by a new one)."""
+        return self.endpoints.get(doc["name"]) is doc
+
+    def log_path(self, doc: dict, entity: str) -> Path:
+        """The model server log of a served entity: per endpoint id, so a new owner of the name starts empty."""
+        return self.paths.logs / doc["id"] / f"{entity}.log"
+
+    # persistence -------------------------------------------------------------------------------
+    async def write(self, fn: Callable, *args):
+        """Run a store write in a thread, one at a time (StoreUnavailable when state.db refuses it)."""
+        async with self._write_lock:
+            return await asyncio.to_thread(fn, *args)
+
+    async def _save(self, doc: dict) -> bool:
+        async with self._write_lock:
+            text = json.dumps(doc)  # on the loop, so that nothing mutates it meanwhile
+            return await asyncio.to_thread(self.store.save_endpoint, doc["id"], doc["name"], text)
+
+    async def commit(self, doc: dict, check: Callable[[], None] | None = None, **changes) -> dict:
+        """Write `doc` with `changes` first, then show them: on failure (503) nothing changed.
+
+        `check` runs under the writer lock, so it sees every change committed before this one."""
+        changes.setdefault("last_updated_timestamp", now_ms())
+        async with self._write_lock:
+            if check is not None:
+                check()
+            if self.is_current(doc):
+                text = json.dumps({**doc, **changes})
+                if await asyncio.to_thread(self.store.save_endpoint, doc["id"], doc["name"], text):
+                    doc.update(changes)
+                    return doc
+        raise RuleViolation(f"Endpoint '{doc['name']}' does not exist.", "RESOURCE_DOES_NOT_EXIST")
+
+    async def record(self, doc: dict) -> None:
+        """Write through a transition already shown; retried until state.db takes it (or the endpoint is gone)."""
+        delay = 0.2
+        while self.is_current(doc):
+            try:
+                await self._save(doc)
+                return
+            except StoreUnavailable as exc:
+                log.warning("endpoint %s: could not record its state (%s); retrying", doc["name"], exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     # operations --------------------------------------------------------------------------------
     async def create(self, body: dict, user: str) -> dict:
@@ -164,12 +224,14 @@ class Engine:
         config = normalize_config(body.get("config"), self.cloud)
         await self._check_models(config)
         name = body["name"]
-        if name in self.endpoints:
-            raise RuleViolation(f"Endpoint with name '{name}' already exists.", "RESOURCE_ALREADY_EXISTS")
         ts = now_ms()
         doc = _new_endpoint(body, self._stamp_config(config, 1, user, ts), user, ts)
-        self.endpoints[name] = doc
-        self.store.save_endpoint(doc)
+        async with self._write_lock:
+            if name in self.endpoints:
+                # Names are workspace-unique, so everyone hears that it is taken, and nothing else about it.
+                raise RuleViolation(f"Endpoint with name '{name}' already exists.", "RESOURCE_ALREADY_EXISTS")
+            await asyncio.to_thread(self.store.save_endpoint, doc["id"], name, json.dumps(doc))
+            self.endpoints[name] = doc
         self._launch(name, doc["pending_config"])
         return doc
 
@@ -183,53 +245,58 @@ class Engine:
         self._refuse_if_updating(doc, "update its config")
         if doc["state"].get("suspend") == SUSPENDED:
             raise StateError(f"Endpoint '{name}' is stopped; start it before updating its config.", "INVALID_STATE")
-        doc["pending_config"] = self._stamp_config(config, self._next_version(doc), user, now_ms())
-        doc["state"]["config_update"] = IN_PROGRESS
-        doc["last_updated_timestamp"] = now_ms()
-        self.store.save_endpoint(doc)
+        await self.commit(doc, lambda: self._refuse_if_updating(doc, "update its config"),
+                          pending_config=self._stamp_config(config, self._next_version(doc), user, now_ms()),
+                          state={**doc["state"], "config_update": IN_PROGRESS})
         self._launch(name, doc["pending_config"])
         return doc
 
     async def delete(self, name: str) -> None:
-        self.get(name)
+        """Tombstone the endpoint first, then forget it, cancel its deployment and stop its model servers."""
+        doc = self.get(name)
+        await self.write(self.store.delete_endpoint, doc["id"], name)
+        if self.is_current(doc):
+            del self.endpoints[name]
         task = self.updates.pop(name, None)
         if task:
             task.cancel()
-        del self.endpoints[name]
-        self.store.delete_endpoint(name)
-        for rt in self.runtimes.pop(name, {}).values():
+        runtimes = [*self.runtimes.pop(name, {}).values(), *self.deployer.pending(doc["id"])]
+        for rt in runtimes:
+            rt.status = "stopped"
             await rt.server.stop()
-        for rt in self.deployer.pending(name):
-            await rt.server.stop()
+        if task:
+            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.to_thread(shutil.rmtree, self.paths.logs / doc["id"], True)
 
     async def stop(self, name: str) -> dict:
         doc = self.get(name)
         self._refuse_if_updating(doc, "stop it")
         if doc["state"].get("suspend") == SUSPENDED:
             return doc
+        config = copy.deepcopy(doc.get("config"))
+        for entity in (config or {}).get("served_entities", []):
+            entity["state"] = entity_state(ABORTED, "The endpoint is stopped; start it to serve again.")
+        await self.commit(doc, lambda: self._refuse_if_updating(doc, "stop it"), config=config,
+                          state={"ready": NOT_READY, "config_update": NOT_UPDATING, "suspend": SUSPENDED})
         for rt in self.runtimes.pop(name, {}).values():
             rt.status = "stopped"
             await rt.server.stop()
-        doc["state"] = {"ready": NOT_READY, "config_update": NOT_UPDATING, "suspend": SUSPENDED}
-        for entity in (doc.get("config") or {}).get("served_entities", []):
-            entity["state"] = entity_state(ABORTED, "The endpoint is stopped; start it to serve again.")
-        self.save(doc)
         return doc
 
-    def start(self, name: str, user: str) -> dict:
+    async def start(self, name: str, user: str) -> dict:
         doc = self.get(name)
         if doc["state"].get("suspend") != SUSPENDED:
             raise StateError(f"Endpoint '{name}' is not stopped; there is nothing to start.", "INVALID_STATE")
         if not doc.get("config"):
             raise StateError(f"Endpoint '{name}' has no config to start.", "INVALID_STATE")
         version = self._next_version(doc)
-        doc["pending_config"] = self._stamp_config(strip_states(doc["config"]), version, user, now_ms())
-        doc["state"] = {"ready": NOT_READY, "config_update": IN_PROGRESS, "suspend": NOT_SUSPENDED}
-        self.save(doc)
+        await self.commit(doc, lambda: self._refuse_if_updating(doc, "start it"),
+                          pending_config=self._stamp_config(strip_states(doc["config"]), version, user, now_ms()),
+                          state={"ready": NOT_READY, "config_update": IN_PROGRESS, "suspend": NOT_SUSPENDED})
         self._launch(name, doc["pending_config"])
         return doc
 
-    def update_tags(self, name: str, add: list[dict] | None, delete: list[str] | None) -> list[dict]:
+    async def update_tags(self, name: str, add: list[dict] | None, delete: list[str] | None) -> list[dict]:
         doc = self.get(name)
         tags = {t["key"]: t.get("value") for t in doc.get("tags", [])}
         for key in delete or []:
@@ -238,42 +305,38 @@ class Engine:
             if not tag.get("key"):
                 raise RuleViolation("Every tag needs a non-empty key.")
             tags[tag["key"]] = tag.get("value")
-        doc["tags"] = [{"key": k, "value": v} if v is not None else {"key": k} for k, v in tags.items()]
-        self.save(doc)
+        await self.commit(doc, tags=[{"key": k, "value": v} if v is not None else {"key": k}
+                                     for k, v in tags.items()])
         return doc["tags"]
 
-    def set_ai_gateway(self, name: str, ai_gateway: dict) -> dict:
+    async def set_ai_gateway(self, name: str, ai_gateway: dict) -> dict:
         doc = self.get(name)
         validate_rate_limits(ai_gateway.get("rate_limits"))
-        doc["ai_gateway"] = ai_gateway
-        self.save(doc)
+        await self.commit(doc, ai_gateway=ai_gateway)
         return ai_gateway
 
-    def set_rate_limits(self, name: str, limits: list[dict] | None) -> list[dict]:
+    async def set_rate_limits(self, name: str, limits: list[dict] | None) -> list[dict]:
         doc = self.get(name)
         validate_rate_limits(limits)
-        doc["rate_limits"] = list(limits or [])
-        self.save(doc)
+        await self.commit(doc, rate_limits=list(limits or []))
         return doc["rate_limits"]
 
-    def set_acl(self, name: str, acl: list[dict]) -> dict:
-        doc = self.get(name)
-        doc["acl"] = acl
-        self.save(doc)
-        return doc
+    async def set_acl(self, name: str, acl: list[dict]) -> dict:
+        return await self.commit(self.get(name), acl=acl)
 
-    def issue_token(self, user: str, comment: str) -> str:
+    async def issue_token(self, user: str, comment: str) -> str:
         """A new access token for `user` (not an admin)."""
         token = "dapi" + secrets.token_hex(16)
-        self.store.add_token(token, user, False, comment, now_ms())
+        await self.write(self.store.add_token, token, user, False, comment, now_ms())
         return token
 
-    def save(self, doc: dict) -> None:
+    async def save(self, doc: dict) -> None:
+        """Write through a transition of deployment or monitoring (already shown)."""
         doc["last_updated_timestamp"] = now_ms()
-        self.store.save_endpoint(doc)
+        await self.record(doc)
 
     # transitions reported by deployment and monitoring -----------------------------------------
-    def config_serving(self, doc: dict, target: dict, restoring: bool) -> None:
+    async def config_serving(self, doc: dict, target: dict, restoring: bool) -> None:
         """Every entity of `target` answers and receives the traffic: it is the serving config."""
         serving = copy.deepcopy(target)
         serving.pop("start_time", None)
@@ -282,9 +345,9 @@ class Engine:
         if not restoring:  # a restore leaves config_update to the interrupted update that resumes next
             doc["pending_config"] = None
             doc["state"]["config_update"] = NOT_UPDATING
-        self.save(doc)
+        await self.save(doc)
 
-    def config_failed(self, doc: dict, target: dict, restoring: bool, replacing: bool) -> None:
+    async def config_failed(self, doc: dict, target: dict, restoring: bool, replacing: bool) -> None:
         """`target` failed to come up; `replacing`: another config was serving (and keeps serving)."""
         if restoring:
             doc["state"]["ready"] = NOT_READY
@@ -297,19 +360,19 @@ class Engine:
             doc["config"] = failed
             doc["pending_config"] = None
             doc["state"].update(ready=NOT_READY, config_update=UPDATE_FAILED)
-        self.save(doc)
+        await self.save(doc)
 
-    def set_entity_state(self, rt: EntityRuntime, deployment: str, message: str) -> None:
+    async def set_entity_state(self, rt: EntityRuntime, deployment: str, message: str) -> None:
         """Report a serving entity's deployment state; the endpoint is READY again once all serve."""
         doc = self.endpoints.get(rt.endpoint)
-        if doc is None:
+        if doc is None or doc["id"] != rt.endpoint_id:
             return
         entity = entity_doc(doc, rt.name, "config")
         if entity is not None:
             entity["state"] = entity_state(deployment, message)
         if doc["config"] and self._all_serving(doc):
             doc["state"]["ready"] = READY
-        self.store.save_endpoint(doc)
+        await self.record(doc)
 
     # helpers -----------------------------------------------------------------------------------
     def _all_serving(self, doc: dict) -> bool:

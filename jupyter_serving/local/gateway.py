@@ -2,17 +2,23 @@
 
 Requests beyond a served entity's concurrency are refused at once with Databricks' 429 (never
 queued), so a load test sees throttling exactly where the real service would throttle.
+
+Each model server is reached through its own Unix socket's keep-alive pool (`ModelServer.session`).
+A model's error answers come back in Databricks' shape (`error_code`, a one-line `message`,
+`details`); the Python stack trace MLflow attaches goes to the served entity's server log only.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import re
 import time
 from collections import defaultdict
 
 import aiohttp
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.responses import Response
 
 from jupyter_serving.local.engine import Engine
 from jupyter_serving.local.runtime import EntityRuntime
@@ -22,8 +28,18 @@ from jupyter_serving.local.states import SUSPENDED
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 REQUEST_TIMEOUT_S = 300.0
 COLD_START_TIMEOUT_S = 180.0
+MAX_JSON_DEPTH = 128  # deeper JSON is refused before any parser (ours or MLflow's) recurses into it
+TOO_LARGE = "The request payload exceeds the 16 MB limit; send fewer rows per request."
+TOO_DEEP = f"The request body nests JSON arrays or objects deeper than {MAX_JSON_DEPTH} levels."
+_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST",
+          409: "RESOURCE_CONFLICT", 429: "REQUEST_LIMIT_EXCEEDED", 503: "TEMPORARILY_UNAVAILABLE",
+          504: "DEADLINE_EXCEEDED"}
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 THROTTLED = ("Too many concurrent requests. Consider increasing the provisioned concurrency of the "
              "served entity.")
+_TIMEOUT = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
 _LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
 
 
@@ -31,6 +47,54 @@ class GatewayError(Exception):
     def __init__(self, status: int, error_code: str, message: str):
         super().__init__(message)
         self.status, self.error_code, self.message = status, error_code, message
+
+
+def _max_depth(body: bytes) -> int:
+    steps = np.frombuffer(body.translate(None, _NOT_BRACKETS).translate(_BRACKET_STEPS), dtype=np.int8)
+    return int(np.cumsum(steps, dtype=np.int64).max()) if steps.size else 0
+
+
+def json_too_deep(body: bytes) -> bool:
+    """Whether a JSON body nests deeper than MAX_JSON_DEPTH, found without parsing (nor recursing)."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    # Brackets inside strings count too at first; only when that is too deep are strings taken out.
+    return _max_depth(body) > MAX_JSON_DEPTH and _max_depth(_JSON_STRING.sub(b"", body)) > MAX_JSON_DEPTH
+
+
+def _exception_of(trace: str) -> str:
+    """`Type: message` of a Python traceback (the lines after its last indented frame line)."""
+    lines = trace.rstrip().splitlines()
+    last_frame = max((i for i, line in enumerate(lines) if line.startswith(" ")), default=-1)
+    return " ".join(lines[last_frame + 1:]) or lines[-1]
+
+
+def _one_line(text: str, limit: int = 2000) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_answer(status: int, payload: bytes, content_type: str) -> tuple[bytes, str | None]:
+    """A model server's error answer in Databricks' shape, and the stack trace it carried (if any)."""
+    doc = None
+    if "json" in content_type:
+        try:
+            doc = json.loads(payload)
+        except (ValueError, RecursionError):
+            pass
+    code = _CODES.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR")
+    trace = None
+    if isinstance(doc, dict) and isinstance(doc.get("message"), str):
+        code = str(doc.get("error_code") or code)
+        message, trace = doc["message"], doc.get("stack_trace")
+        if isinstance(trace, str) and trace.strip():
+            message = f"{message.rstrip()} Error: {_exception_of(trace)}"
+    elif status < 500 and payload and content_type.startswith("text/"):
+        message = payload.decode(errors="replace")
+    else:
+        message = f"The model server failed to answer the query (HTTP {status}); see the served entity's logs."
+    body = {"error_code": code, "message": _one_line(message), "details": []}
+    return json.dumps(body).encode(), trace if isinstance(trace, str) else None
 
 
 class EndpointMetrics:
@@ -45,6 +109,14 @@ class EndpointMetrics:
         self.in_flight = Gauge("in_flight_requests", "Requests in flight", labels, registry=self.registry)
         self.concurrency = Gauge("provisioned_concurrent_requests", "Concurrency limit", labels,
                                  registry=self.registry)
+        self._children: dict[str, tuple] = {}
+
+    def served(self, entity: str) -> tuple:
+        """(requests, latency) counters of one served entity (labelled once, not per request)."""
+        children = self._children.get(entity)
+        if children is None:
+            children = self._children[entity] = (self.requests.labels(entity), self.latency.labels(entity))
+        return children
 
     def export(self, runtimes: dict[str, EntityRuntime]) -> bytes:
         for rt in runtimes.values():
@@ -127,12 +199,17 @@ class Gateway:
         return runtimes[chosen["served_model_name"]]
 
     async def invoke(self, doc: dict, body: bytes, content_type: str | None, user: str,
-                     entity: str | None = None) -> Response:
+                     entity: str | None = None) -> tuple[int, bytes, str, str]:
+        """Route one query; returns (status, body, content type, served entity). Raises GatewayError."""
         started = time.perf_counter()
         if len(body) > MAX_PAYLOAD_BYTES:
-            raise GatewayError(400, "BAD_REQUEST", "The request payload exceeds the 16 MB limit; send fewer rows "
-                                                   "per request.")
-        limits = list(doc.get("rate_limits") or []) + list((doc.get("ai_gateway") or {}).get("rate_limits") or [])
+            raise GatewayError(413, "BAD_REQUEST", TOO_LARGE)
+        if (content_type is None or "json" in content_type) and json_too_deep(body):
+            raise GatewayError(400, "BAD_REQUEST", TOO_DEEP)
+        limits = doc.get("rate_limits") or []
+        ai_gateway = doc.get("ai_gateway")
+        if ai_gateway and ai_gateway.get("rate_limits"):
+            limits = list(limits) + list(ai_gateway["rate_limits"])
         if limits:
             self.limiter.check(doc["name"], limits, user)
         rt = self._pick(doc, entity)
@@ -141,32 +218,44 @@ class Gateway:
             metrics.errors.labels(rt.name, "4xx", "429").inc()
             raise GatewayError(429, "REQUEST_LIMIT_EXCEEDED", THROTTLED)
         rt.in_flight += 1
-        try:
+        try:  # a client that goes away cancels this; the slot is released at once
             status, payload, upstream_type = await self._forward(rt, body, content_type)
         finally:
             rt.in_flight -= 1
             rt.last_used = time.monotonic()
-        metrics.requests.labels(rt.name).inc()
-        metrics.latency.labels(rt.name).observe((time.perf_counter() - started) * 1000.0)
+        requests, latency = metrics.served(rt.name)
+        requests.inc()
+        latency.observe((time.perf_counter() - started) * 1000.0)
         if status >= 400:
             metrics.errors.labels(rt.name, f"{status // 100}xx", str(status)).inc()
-        return Response(payload, status_code=status, media_type=upstream_type or "application/json",
-                        headers={"served-model-name": rt.name})
+            payload, trace = error_answer(status, payload, upstream_type)
+            upstream_type = "application/json"
+            if trace:
+                self._log_trace(rt, trace)
+        return status, payload, upstream_type or "application/json", rt.name
+
+    @staticmethod
+    def _log_trace(rt: EntityRuntime, trace: str) -> None:
+        try:
+            with open(rt.server.log_path, "a", encoding="utf-8") as log:
+                log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} query failed:\n{trace.rstrip()}\n")
+        except OSError:
+            pass
 
     async def _forward(self, rt: EntityRuntime, body: bytes, content_type: str | None) -> tuple[int, bytes, str]:
         headers = {"Content-Type": content_type or "application/json"}
         for attempt in (1, 2):
+            if not rt.ready.is_set():
+                try:
+                    await ensure_ready(self.engine, rt, COLD_START_TIMEOUT_S)
+                except asyncio.TimeoutError:
+                    raise GatewayError(503, "TEMPORARILY_UNAVAILABLE",
+                                       f"Served entity '{rt.name}' did not become ready within "
+                                       f"{COLD_START_TIMEOUT_S:.0f} s; see its logs.") from None
+            server = rt.server
             try:
-                await ensure_ready(self.engine, rt, COLD_START_TIMEOUT_S)
-            except asyncio.TimeoutError:
-                raise GatewayError(503, "TEMPORARILY_UNAVAILABLE",
-                                   f"Served entity '{rt.name}' did not become ready within "
-                                   f"{COLD_START_TIMEOUT_S:.0f} s; see its logs.") from None
-            try:
-                async with self.engine.session.post(
-                    rt.server.url + "/invocations", data=body, headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
-                ) as resp:
+                async with server.session.post(server.url + "/invocations", data=body, headers=headers,
+                                               timeout=_TIMEOUT) as resp:
                     return resp.status, await resp.read(), resp.headers.get("Content-Type", "")
             except asyncio.TimeoutError:
                 raise GatewayError(504, "DEADLINE_EXCEEDED",

@@ -58,7 +58,9 @@ class Monitor:
         """Start the entity's model server again (it is 'starting' or 'recovering') until it answers."""
         backoff = 1.0
         while rt.status in ("starting", "recovering"):
-            self.engine.set_entity_state(rt, RECOVERING if rt.status == "recovering" else CREATING, why)
+            await self.engine.set_entity_state(rt, RECOVERING if rt.status == "recovering" else CREATING, why)
+            if rt.status not in ("starting", "recovering"):
+                return
             rt.server.spawn()
             try:
                 await rt.server.wait_ready(self.engine.session, MODEL_LOAD_TIMEOUT_S)
@@ -67,6 +69,9 @@ class Monitor:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
+            if rt.status not in ("starting", "recovering"):  # stopped meanwhile (deleted, stopped)
+                await rt.server.stop()
+                return
             rt.mark_ready()
-            self.engine.set_entity_state(rt, DEPLOYED, "")
+            await self.engine.set_entity_state(rt, DEPLOYED, "")
             return

@@ -2,6 +2,17 @@
 
 The creator and the local admin hold CAN_MANAGE; an ACL entry grants a level to a user, a service
 principal or the group `users` (everyone). Violations raise `RuleViolation` with Databricks' codes.
+
+What a caller without permission learns (decided here, as Databricks answers):
+- Endpoint names are workspace-unique, so a create with a taken name answers 409
+  RESOURCE_ALREADY_EXISTS to everyone, with the generic message "Endpoint with name 'N' already
+  exists." and nothing else: no creator, config, id or state.
+- Any route on an existing endpoint the caller cannot act on (GET, PUT config, DELETE, logs, metrics,
+  permissions, invocations) answers 403 PERMISSION_DENIED, whose message names only the caller and
+  what they typed (the name, or the id for the Permissions API): never the creator, the endpoint's
+  name when addressed by id, its config or its state. A missing endpoint answers 404
+  RESOURCE_DOES_NOT_EXIST. That an endpoint of some name exists is thus not secret (as the create
+  conflict shows anyway); everything about it is. The list omits endpoints the caller cannot view.
 """
 from __future__ import annotations
 
@@ -45,10 +56,12 @@ def level_name(doc: dict, caller: Caller) -> str:
     return _LEVEL_NAMES.get(level_of(doc, caller), "CAN_VIEW")
 
 
-def require(doc: dict, caller: Caller, level: str) -> None:
+def require(doc: dict, caller: Caller, level: str, target: str | None = None) -> None:
+    """PERMISSION_DENIED unless the caller holds `level`; the message names only `target` (what the caller
+    typed: `serving endpoint 'NAME'` by default)."""
     if level_of(doc, caller) < LEVELS[level]:
-        raise RuleViolation(f"User {caller.user} does not have {level} permission on serving endpoint "
-                            f"'{doc['name']}'.", PERMISSION_DENIED)
+        target = target or f"serving endpoint '{doc['name']}'"
+        raise RuleViolation(f"User {caller.user} does not have {level} permission on {target}.", PERMISSION_DENIED)
 
 
 def require_admin(caller: Caller, action: str) -> None:

@@ -27,6 +27,7 @@ class EntityRuntime:
     status: str = "starting"  # starting | ready | recovering | scaled_to_zero | draining | stopped
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    endpoint_id: str = ""  # the endpoint's id: a runtime never reports to a recreated endpoint of its name
 
     @property
     def name(self) -> str:

@@ -24,7 +24,7 @@ async def scale_down(engine: Engine, rt: EntityRuntime) -> None:
     rt.status = "scaled_to_zero"
     rt.ready.clear()
     await rt.server.stop()
-    engine.set_entity_state(rt, DEPLOYED, SCALED_DOWN)
+    await engine.set_entity_state(rt, DEPLOYED, SCALED_DOWN)
 
 
 async def ensure_ready(engine: Engine, rt: EntityRuntime, timeout: float) -> None:

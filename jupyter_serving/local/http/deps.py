@@ -1,20 +1,20 @@
-"""FastAPI dependencies: the caller (from the bearer token), the engine and gateway, the request body,
-and the endpoint a route acts on, looked up by name or id and checked against a permission level.
+"""FastAPI dependencies: the caller (from the bearer token), the engine and gateway, and
+the endpoint a route acts on, looked up by name or id and checked against a permission level.
 
 All are `async def` so that FastAPI runs them on the event loop rather than in its thread pool.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from jupyter_serving.local.engine import Engine
 from jupyter_serving.local.gateway import Gateway
 from jupyter_serving.local.http.errors import ApiError
-from jupyter_serving.local.permissions import Caller, level_of, require
+from jupyter_serving.local.http.models import MAX_NAME
+from jupyter_serving.local.permissions import Caller, require
 
 
 async def get_engine(request: Request) -> Engine:
@@ -45,20 +45,21 @@ async def current_caller(request: Request, engine: EngineDep) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]
+# `{name}` and `{endpoint_id}` in paths: bounded like the names in bodies (see models.py).
+PathName = Annotated[str, Path(max_length=MAX_NAME)]
 
 
 def endpoint_named(engine: Engine, name: str, caller: Caller, level: str) -> dict:
-    """The endpoint `name` if the caller holds `level` on it; one they may not see does not exist."""
+    """The endpoint `name` if the caller holds `level` on it (403 naming only `name` otherwise, see
+    `permissions`)."""
     doc = engine.get(name)
-    if level_of(doc, caller) == 0:
-        raise ApiError("RESOURCE_DOES_NOT_EXIST", f"Endpoint '{name}' does not exist.")
-    require(doc, caller, level)
+    require(doc, caller, level, f"serving endpoint '{name}'")
     return doc
 
 
 def endpoint_for(level: str) -> Callable[..., Awaitable[dict]]:
     """A dependency: the endpoint of the path's `{name}`, on which the caller holds `level`."""
-    async def dependency(name: str, caller: CallerDep, engine: EngineDep) -> dict:
+    async def dependency(name: PathName, caller: CallerDep, engine: EngineDep) -> dict:
         return endpoint_named(engine, name, caller, level)
 
     return dependency
@@ -66,11 +67,11 @@ def endpoint_for(level: str) -> Callable[..., Awaitable[dict]]:
 
 def endpoint_by_id(level: str) -> Callable[..., Awaitable[dict]]:
     """A dependency: the endpoint of the path's `{endpoint_id}`, on which the caller holds `level`."""
-    async def dependency(endpoint_id: str, caller: CallerDep, engine: EngineDep) -> dict:
+    async def dependency(endpoint_id: PathName, caller: CallerDep, engine: EngineDep) -> dict:
         doc = engine.by_id(endpoint_id)
-        if doc is None or level_of(doc, caller) == 0:
+        if doc is None:
             raise ApiError("RESOURCE_DOES_NOT_EXIST", f"Serving endpoint with id '{endpoint_id}' does not exist.")
-        require(doc, caller, level)
+        require(doc, caller, level, f"serving endpoint with id '{endpoint_id}'")
         return doc
 
     return dependency
@@ -80,23 +81,6 @@ Viewable = Annotated[dict, Depends(endpoint_for("CAN_VIEW"))]
 Manageable = Annotated[dict, Depends(endpoint_for("CAN_MANAGE"))]
 ViewableById = Annotated[dict, Depends(endpoint_by_id("CAN_VIEW"))]
 ManageableById = Annotated[dict, Depends(endpoint_by_id("CAN_MANAGE"))]
-
-
-async def json_body(request: Request) -> dict:
-    """The request's JSON object; without a body, its query parameters (as GET requests send them)."""
-    raw = await request.body()
-    if not raw:
-        return dict(request.query_params)
-    try:
-        body = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ApiError("MALFORMED_REQUEST", f"The request body is not valid JSON: {exc}.") from None
-    if not isinstance(body, dict):
-        raise ApiError("MALFORMED_REQUEST", "The request body must be a JSON object.")
-    return body
-
-
-JsonBody = Annotated[dict, Depends(json_body)]
 
 
 async def base_url(request: Request) -> str:

@@ -6,8 +6,9 @@ import asyncio
 from fastapi import APIRouter
 
 from jupyter_serving.local.engine import Engine
-from jupyter_serving.local.http.deps import BaseUrl, CallerDep, EngineDep, GatewayDep, JsonBody, Manageable, Viewable
+from jupyter_serving.local.http.deps import BaseUrl, CallerDep, EngineDep, GatewayDep, Manageable, Viewable
 from jupyter_serving.local.http.errors import ApiError
+from jupyter_serving.local.http.models import AiGateway, CreateEndpoint, PatchTags, PutRateLimits, dump
 from jupyter_serving.local.http.present import present
 from jupyter_serving.local.openapi import endpoint_openapi
 from jupyter_serving.local.permissions import level_of
@@ -18,8 +19,8 @@ router = APIRouter(prefix="/api/2.0/serving-endpoints")
 
 @router.post("")
 @router.post("/")  # mlflow's deployment client posts here
-async def create_endpoint(caller: CallerDep, body: JsonBody, engine: EngineDep, url: BaseUrl):
-    doc = await engine.create(body, caller.user)
+async def create_endpoint(caller: CallerDep, body: CreateEndpoint, engine: EngineDep, url: BaseUrl):
+    doc = await engine.create(dump(body), caller.user)
     return present(doc, caller, url)
 
 
@@ -48,22 +49,23 @@ async def stop_endpoint(doc: Manageable, caller: CallerDep, engine: EngineDep, u
 
 @router.post("/{name}/config:start")
 async def start_endpoint(doc: Manageable, caller: CallerDep, engine: EngineDep, url: BaseUrl):
-    return present(engine.start(doc["name"], caller.user), caller, url)
+    return present(await engine.start(doc["name"], caller.user), caller, url)
 
 
 @router.patch("/{name}/tags")
-async def patch_tags(doc: Manageable, body: JsonBody, engine: EngineDep):
-    return {"tags": engine.update_tags(doc["name"], body.get("add_tags"), body.get("delete_tags"))}
+async def patch_tags(doc: Manageable, body: PatchTags, engine: EngineDep):
+    patch = dump(body)
+    return {"tags": await engine.update_tags(doc["name"], patch.get("add_tags"), patch.get("delete_tags"))}
 
 
 @router.put("/{name}/ai-gateway")
-async def put_ai_gateway(doc: Manageable, body: JsonBody, engine: EngineDep):
-    return engine.set_ai_gateway(doc["name"], body)
+async def put_ai_gateway(doc: Manageable, body: AiGateway, engine: EngineDep):
+    return await engine.set_ai_gateway(doc["name"], dump(body))
 
 
 @router.put("/{name}/rate-limits")
-async def put_rate_limits(doc: Manageable, body: JsonBody, engine: EngineDep):
-    return {"rate_limits": engine.set_rate_limits(doc["name"], body.get("rate_limits"))}
+async def put_rate_limits(doc: Manageable, body: PutRateLimits, engine: EngineDep):
+    return {"rate_limits": await engine.set_rate_limits(doc["name"], dump(body).get("rate_limits"))}
 
 
 @router.get("/{name}/openapi")

@@ -18,4 +18,5 @@ async def well_known(engine: EngineDep):  # unauthenticated: every databricks-sd
 @router.get("/api/2.0/jupyter-serving/backend")
 async def backend_info(_caller: CallerDep, engine: EngineDep):
     return {"cloud": engine.cloud, "gpus": engine.gpu_count, "scale_to_zero_idle_s": engine.idle_timeout_s,
-            "mlflow_uri": engine.paths.mlflow_uri, "time": time.time()}
+            "mlflow_uri": engine.paths.mlflow_uri, "time": time.time(),
+            "unreadable_endpoint_rows": engine.unreadable_rows}

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from jupyter_serving.local.http.deps import EngineDep, JsonBody, ManageableById, ViewableById
+from jupyter_serving.local.http.deps import EngineDep, ManageableById, ViewableById
+from jupyter_serving.local.http.models import Permissions, dump
 from jupyter_serving.local.permissions import merge_acl, parse_acl, permission_levels, present_acl
 
 router = APIRouter(prefix="/api/2.0/permissions/serving-endpoints")
@@ -20,12 +21,12 @@ async def get_permissions(doc: ViewableById, engine: EngineDep):
 
 
 @router.put("/{endpoint_id}")
-async def set_permissions(doc: ManageableById, body: JsonBody, engine: EngineDep):
-    doc = engine.set_acl(doc["name"], parse_acl(body))
+async def set_permissions(doc: ManageableById, body: Permissions, engine: EngineDep):
+    doc = await engine.set_acl(doc["name"], parse_acl(dump(body)))
     return present_acl(doc, engine.admin_user)
 
 
 @router.patch("/{endpoint_id}")
-async def update_permissions(doc: ManageableById, body: JsonBody, engine: EngineDep):
-    doc = engine.set_acl(doc["name"], merge_acl(doc.get("acl", []), parse_acl(body)))
+async def update_permissions(doc: ManageableById, body: Permissions, engine: EngineDep):
+    doc = await engine.set_acl(doc["name"], merge_acl(doc.get("acl", []), parse_acl(dump(body))))
     return present_acl(doc, engine.admin_user)

@@ -5,8 +5,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from jupyter_serving.local.http.deps import CallerDep, EngineDep, JsonBody
+from jupyter_serving.local.http.deps import CallerDep, EngineDep
 from jupyter_serving.local.http.errors import ApiError
+from jupyter_serving.local.http.models import TokenRequest
 from jupyter_serving.local.permissions import Caller, require_admin
 
 router = APIRouter(prefix="/api/2.0/token-management")
@@ -19,11 +20,11 @@ async def token_admin(caller: CallerDep) -> Caller:
 
 
 @router.post("/on-behalf-of/tokens")
-async def create_token(caller: Annotated[Caller, Depends(token_admin)], body: JsonBody, engine: EngineDep):
-    user = body.get("application_id") or body.get("user_name")
+async def create_token(caller: Annotated[Caller, Depends(token_admin)], body: TokenRequest, engine: EngineDep):
+    user = body.application_id or body.user_name
     if not user:
         raise ApiError("INVALID_PARAMETER_VALUE", "Name the user: application_id (or user_name).")
-    comment = body.get("comment", "")
-    token = engine.issue_token(user, comment)
+    comment = body.comment or ""
+    token = await engine.issue_token(user, comment)
     return {"token_value": token, "token_info": {"token_id": token[-8:], "created_by_username": caller.user,
                                                   "owner_id": user, "comment": comment}}
