@@ -232,8 +232,15 @@ def _entities_json(entities: list[dict], traffic: dict[str, int]) -> list[dict]:
     return out
 
 
-def endpoint_json(st: EndpointStatus) -> dict:
-    """One endpoint as the panel needs it."""
+def invocation_url(host: str | None, name: str) -> str | None:
+    """`{host}/serving-endpoints/NAME/invocations`, or None without a host."""
+    from urllib.parse import quote
+
+    return f"{host.rstrip('/')}/serving-endpoints/{quote(name, safe='')}/invocations" if host else None
+
+
+def endpoint_json(st: EndpointStatus, host: str | None = None) -> dict:
+    """One endpoint as the panel needs it (`host`: the workspace URL, for the invocation URL)."""
     from jupyter_serving.core.status import traffic_of
 
     badge = badge_of(st)
@@ -261,6 +268,7 @@ def endpoint_json(st: EndpointStatus) -> dict:
             "entities": _entities_json(st.pending_entities, traffic_of(pending)),
         },
         "message": one_line(message, 300) if message else "",
+        "url": st.endpoint_url or invocation_url(host, st.name),
     }
 
 
@@ -325,8 +333,9 @@ class EndpointsHandler(_Base):
 
         def work(client: ServingClient) -> dict:
             statuses = list_statuses(client, max_details)
+            host = (getattr(client, "host", None) or "").rstrip("/")
             return {"backend": client.backend, "is_local": client.is_local,
-                    "endpoints": [endpoint_json(s) for s in statuses]}
+                    "endpoints": [endpoint_json(s, host) for s in statuses]}
         try:
             self.reply(await self.call(work, reconnect))
         except Exception as err:  # noqa: BLE001 - reported as JSON

@@ -24,17 +24,26 @@ def _cell_number(item) -> int:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items):
-    """A random test order (pytest-randomly) may shuffle notebooks among the tests, never the cells of
-    a notebook: put each notebook's cells back in order, in the slots they were given."""
-    slots: dict = {}
-    for i, item in enumerate(items):
+    """A random test order (pytest-randomly) may move notebooks among the tests, never break one up:
+    each notebook's cells run together and in order, where its first cell was put."""
+    cells: dict = {}
+    for item in items:
         notebook = _notebook_of(item)
         if notebook is not None:
-            slots.setdefault(notebook, []).append(i)
-    for positions in slots.values():
-        cells = sorted((items[i] for i in positions), key=_cell_number)
-        for i, cell in zip(positions, cells):
-            items[i] = cell
+            cells.setdefault(notebook, []).append(item)
+    if not cells:
+        return
+    ordered = []
+    for item in items:
+        notebook = _notebook_of(item)
+        if notebook is None:
+            ordered.append(item)
+        elif notebook in cells:
+            ordered.extend(sorted(cells.pop(notebook), key=_cell_number))
+    items[:] = ordered
+
+
+_ENV_VARS = ("JUPYTER_SERVING_HOME", "DATABRICKS_CONFIG_FILE", "MPLBACKEND", *_WORKSPACE_VARS)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -43,7 +52,8 @@ def pytest_runtest_setup(item):
     if notebook is None or _current.get("notebook") is notebook:
         return
     home = tempfile.mkdtemp(prefix=f"nb-{notebook.path.stem}-")
-    _current.update(notebook=notebook, home=home)
+    # what the tests around the notebook use (a session backend's variables) comes back afterwards
+    _current.update(notebook=notebook, home=home, saved={k: os.environ.get(k) for k in _ENV_VARS})
     os.environ["JUPYTER_SERVING_HOME"] = home
     # the tutorials run against the local backend, whatever workspace this machine is configured for
     for var in _WORKSPACE_VARS:
@@ -57,3 +67,9 @@ def pytest_runtest_teardown(item, nextitem):
     notebook = _notebook_of(item)
     if notebook is not None and (nextitem is None or _notebook_of(nextitem) is not notebook):
         localctl.stop(_current["home"])
+        for key, value in _current.pop("saved", {}).items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _current.pop("notebook", None)

@@ -91,9 +91,9 @@ def test_status_is_readable(client, iris_ep):
 
 def test_list_is_a_dataframe(client, iris_ep):
     frame = client.list()
-    assert list(frame.columns) == ["name", "state", "update_state", "entities", "traffic", "creator", "updated"]
+    assert list(frame.columns) == ["name", "state", "entities", "traffic", "creator", "updated"]
     row = frame[frame["name"] == iris_ep].iloc[0]
-    assert row["state"] == "READY" and row["update_state"] == "NOT_UPDATING"
+    assert row["state"] == "Ready"
     assert row["traffic"] == "iris-1=50%, iris-2=50%"
     assert "iris-1 (main.ml.iris v1)" in row["entities"]
     assert iris_ep in client.names()

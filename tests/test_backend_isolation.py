@@ -128,7 +128,8 @@ def _environ(pid: int) -> dict[str, str]:
 
 def test_model_servers_listen_on_private_unix_sockets_only(rest, hostile, local_backend, backend_home):
     name, served = hostile
-    pids = _model_server_pids(local_backend.pid)
+    # the backend's pid now: another test may have restarted it since the session began
+    pids = _model_server_pids(localctl.status(backend_home).pid)
     assert pids, "no model server found"
     for pid in pids:
         assert _tcp_listeners(pid) == [], f"model server {pid} listens on TCP"

@@ -78,8 +78,13 @@ def test_panel_lists_endpoints_with_state_entities_and_traffic(browser_page, lab
     v1, v2 = iris_models["versions"]
     rows = query.locator(".jp-ServingEntity")
     expect(rows).to_have_count(1)
-    expect(rows.locator(".jp-ServingEntity-name")).to_have_text("iris")
-    expect(rows.locator(".jp-ServingEntity-version")).to_have_text(f"v{v1}")
+    # the served entity's name first (what traffic and logs call it), the model and version after it
+    expect(rows.locator(".jp-ServingEntity-name")).to_have_text(f"iris-{v1}")
+    expect(rows.locator(".jp-ServingEntity-version")).to_have_text(f"iris v{v1}")
+    expect(query.locator(".jp-ServingEndpoint-url")).to_have_text(
+        f"{local_backend.url.rstrip('/')}/serving-endpoints/{endpoints['query']}/invocations")
+    for action in ("copy-curl", "copy-python", "traffic", "logs"):
+        expect(query.locator(f'[data-action="{action}"]')).to_be_enabled()
     expect(rows.locator(".jp-ServingEntity-model")).to_have_attribute(
         "title", f"main.ml.iris v{v1} (served entity iris-{v1})")
     expect(rows.locator(".jp-ServingEntity-workload")).to_have_text("Small · CPU")
@@ -87,7 +92,8 @@ def test_panel_lists_endpoints_with_state_entities_and_traffic(browser_page, lab
 
     split = card(page, endpoints["stop"])
     expect(split.locator(".jp-ServingBadge")).to_have_text("ready")
-    expect(split.locator(".jp-ServingEntity-version")).to_have_text([f"v{v1}", f"v{v2}"])
+    expect(split.locator(".jp-ServingEntity-name")).to_have_text([f"iris-{v1}", f"iris-{v2}"])
+    expect(split.locator(".jp-ServingEntity-version")).to_have_text([f"iris v{v1}", f"iris v{v2}"])
     expect(split.locator(".jp-ServingEntity-workload")).to_have_text(["Small · CPU", "Medium · CPU"])
     expect(split.locator(".jp-ServingEntity-traffic")).to_have_text(["80%", "20%"])
     expect(split.locator('[data-action="stop"]')).to_be_enabled()
@@ -192,7 +198,7 @@ def test_open_status_without_a_notebook_opens_one_and_runs_status_watch(browser_
     expect(status_cell.locator(".jp-InputArea-editor")).to_have_text(f"%serve status {name} --watch")
     output = status_cell.locator(".jp-OutputArea-output")
     expect(output.first).to_contain_text(re.compile(rf"{name}\s+Ready"), timeout=60_000)
-    expect(output.first).to_contain_text("DEPLOYMENT_READY")
+    expect(output.first).to_not_contain_text("DEPLOYMENT_READY")
     expect(status_cell.locator(".jp-InputPrompt")).to_have_text("[2]:")
     expect(cells.nth(0).locator(".jp-InputPrompt")).to_have_text("[1]:")
     screenshot(page, "lab-panel-status-cell")
@@ -217,6 +223,9 @@ def test_errors_show_one_line_and_retry_recovers(browser_page, lab_server, endpo
     expect(error.locator(".jp-ServingPanel-errorText")).to_have_text(failure["error"]["message"])
     box = error.locator(".jp-ServingPanel-errorText").bounding_box()
     assert box and box["width"] > 100
+    # only the error and Retry: no "No serving endpoints yet" under it
+    expect(panel.locator(".jp-ServingPanel-empty")).to_be_hidden()
+    expect(panel.locator(".jp-ServingPanel-list")).to_be_hidden()
     screenshot(page, "lab-panel-error")
 
     page.unroute("**/jupyter-serving/api/endpoints*")
@@ -250,3 +259,41 @@ def test_poll_refreshes_on_its_interval_and_pauses_while_hidden(browser_page, la
 
     with page.expect_request(lambda r: "/jupyter-serving/api/endpoints" in r.url):
         show_panel(page)  # shown again: refreshes at once
+
+
+def clipboard(page, done, timeout: float = 30.0) -> str:
+    """The clipboard's text once `done(text)` holds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = page.evaluate("navigator.clipboard.readText()")
+        if done(text):
+            return text
+        page.wait_for_timeout(200)
+    raise AssertionError(f"the clipboard holds {text!r}")
+
+
+def test_copy_as_curl_and_python_and_the_traffic_action(browser_page, lab_server, endpoints, local_backend):
+    page = browser_page
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    name = endpoints["query"]
+    open_lab(page, lab_server)
+    show_panel(page)
+    card(page, name).locator('[data-action="copy-curl"]').click()
+    curl = clipboard(page, lambda text: text.startswith("curl"))
+    assert "Authorization: Bearer $DATABRICKS_TOKEN" in curl and f"/serving-endpoints/{name}/invocations" in curl
+    assert local_backend.token not in curl
+    card(page, name).locator('[data-action="copy-python"]').click()
+    python = clipboard(page, lambda text: "WorkspaceClient" in text)
+    assert f'w.serving_endpoints.query(name="{name}"' in python and "openai" not in python
+    compile(python, "<copied>", "exec")
+    screenshot(page, "lab-panel-sidebar-ux")
+    card(page, name).locator('[data-action="traffic"]').click()
+    cells = page.locator(NOTEBOOK).locator(".jp-CodeCell")
+    expect(cells).to_have_count(2, timeout=60_000)
+    expect(cells.nth(1).locator(".jp-InputArea-editor")).to_have_text(f"%serve traffic {name}")
+    expect(cells.nth(1).locator(".jp-OutputArea-output").first).to_contain_text("Traffic split",
+                                                                                timeout=60_000)
+    page.locator(PANEL).screenshot(path=str(ARTIFACTS / "lab-panel-sidebar.png"))

@@ -8,6 +8,7 @@ each widget is kept under test-artifacts/.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -102,7 +103,7 @@ def test_create_form_in_jupyterlab(lab_server, browser_page, client, iris_models
 
     form.get_by_role("button", name="Create").click()
     form.locator(STATUS).get_by_text("Creating endpoint").first.wait_for(timeout=30_000)
-    form.get_by_text(f"Endpoint '{name}' is READY").wait_for(timeout=120_000)
+    form.get_by_text(f"Endpoint '{name}' is Ready").wait_for(timeout=120_000)
     status = client.get(name)
     assert status.is_ready and status.traffic == {f"iris-{v1}": 70, f"iris-{v2}": 30}
     shoot(page, form, "widget-create-form-ready")
@@ -180,3 +181,32 @@ def test_status_panel_failure_in_jupyterlab(lab_server, browser_page, client, br
         shoot(page, panel, "widget-status-panel-failed")
     finally:
         client.delete(name)
+
+
+def test_bench_widget_in_jupyterlab(lab_server, browser_page):
+    """The BenchmarkWidget on the bench fake server (20 ms per request, 4 slots), two served
+    entities: a sweep, the chart, the readable table, and Apply asking which entity to resize."""
+    page = browser_page
+    root = str(Path(__file__).resolve().parent.parent)
+    path = write_notebook(lab_server, "serving-bench.ipynb", [
+        f"import sys\nsys.path.insert(0, {root!r})\n"
+        "from tests.test_bench_widget import FakeServer\nfrom tests.test_ux_widgets import MultiClient\n"
+        "from jupyter_serving.bench.widget import BenchmarkWidget\n"
+        "server = FakeServer('--sleep-ms', '20', '--max-concurrency', '4')\n"
+        "w = BenchmarkWidget('fake', MultiClient(server.url), concurrency='1,2,4,8', duration=1.0,"
+        " warmup=0.2, target_qps=100)\nw.add_class('jupyter-serving-bench')\nw",
+    ])
+    open_lab(page, lab_server, path)
+    wait_kernel_idle(page, timeout=120_000)
+    nb = active_notebook(page)
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    widget = nb.locator(".jupyter-serving-bench")
+    widget.wait_for(timeout=120_000)
+    widget.get_by_role("button", name="Run").click()
+    widget.get_by_text("Done: 4 step(s)").wait_for(timeout=90_000)
+    widget.get_by_text("serves several entities").first.wait_for(timeout=30_000)
+    expect(widget.get_by_role("button", name="Apply")).to_be_disabled()
+    expect(widget.locator("th", has_text="client saturated")).to_have_count(1)
+    shoot(page, widget, "widget-bench")
+    run_in_new_cell(page, "server.stop()")

@@ -213,7 +213,7 @@ def test_list(ip, iris_ep, magic_ep):
     assert isinstance(frame, pd.DataFrame)
     assert {iris_ep, magic_ep["name"]} <= set(frame["name"])
     row = frame[frame["name"] == magic_ep["name"]].iloc[0]
-    assert row["traffic"] == "iris-1=80%, iris-2=20%" and row["state"] == "READY"
+    assert row["traffic"] == "iris-1=80%, iris-2=20%" and row["state"] == "Ready"
     assert magic_ep["name"] in ok(ip, "%serve list --names").value
 
 

@@ -156,7 +156,7 @@ def test_align_puts_inputs_first_and_renames_clashes():
     inputs = pd.DataFrame({"x": [1.0, 2.0]}, index=[10, 11])
     out = align(inputs, pd.DataFrame({"x": [2.0, 4.0], "y": [0, 1]}))
     assert list(out.columns) == ["x", "x_prediction", "y"] and list(out["x_prediction"]) == [2.0, 4.0]
-    assert list(out.index) == [0, 1]
+    assert list(out.index) == [10, 11]  # the input index is kept: results join back
     # row counts differ: outputs alone
     assert list(align(inputs, pd.DataFrame({"p": [1]})).columns) == ["p"]
 

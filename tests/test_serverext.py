@@ -89,6 +89,7 @@ def test_list_shows_state_entities_traffic_and_config(fetch, ready_endpoint, iri
     assert isinstance(ep["updated"], int) and ep["updated"] > 0
     assert ep["pending"] is None and ep["message"] == ""
     assert ep["permission_level"] == "CAN_MANAGE"
+    assert ep["url"] == f"{local_backend.url.rstrip('/')}/serving-endpoints/{ready_endpoint}/invocations"
     [ent] = ep["entities"]
     assert ent["entity_name"] == iris_models["name"]
     assert ent["entity_version"] == iris_models["versions"][0]

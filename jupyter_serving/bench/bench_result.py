@@ -29,6 +29,7 @@ class BenchResult:
     notes: list[str] = field(default_factory=list)
     client: Any = field(default=None, repr=False)
     _png: bytes | None = field(default=None, repr=False)
+    entity_names: list[str] = field(default_factory=list)
 
     def __iter__(self):
         yield self.frame
@@ -52,17 +53,31 @@ class BenchResult:
         with open(path, "wb") as fh:
             fh.write(self.png())
 
-    def apply(self, client=None, *, custom: bool = False, wait: bool = True, timeout: float = 1200.0):
-        """Resize the endpoint as recommended and wait until it is READY again."""
+    def apply_hint(self) -> str:
+        """How to apply the recommendation from code: `.apply()`, or `.apply(entity=...)` when the
+        endpoint serves several entities and the run targeted none."""
+        if self.entity is None and len(self.entity_names) > 1:
+            return f".apply(entity='{self.entity_names[0]}') — one of {', '.join(self.entity_names)}"
+        return ".apply()"
+
+    def apply(self, client=None, *, entity: str | None = None, custom: bool = False, wait: bool = True,
+              timeout: float = 1200.0):
+        """Resize the served entity (`entity`, default the benchmarked one) as recommended and wait
+        until the endpoint is READY again."""
         if self.recommendation is None:
             raise BenchError("This benchmark has no recommendation to apply",
                              "Run it with a target QPS (--target-qps Q).")
+        entity = entity or self.entity
+        if entity is None and len(self.entity_names) > 1:
+            raise BenchError(f"Endpoint '{self.endpoint}' serves several entities "
+                             f"({', '.join(self.entity_names)}): name the one to resize",
+                             f"Use .apply(entity='{self.entity_names[0]}').")
         client = client or self.client
         if client is None:
             from jupyter_serving import api
 
             client = api.get_client()
-        return apply_recommendation(client, self.endpoint, self.recommendation, entity=self.entity,
+        return apply_recommendation(client, self.endpoint, self.recommendation, entity=entity,
                                     custom=custom, wait=wait, timeout=timeout)
 
     def summary(self) -> str:
@@ -94,5 +109,5 @@ class BenchResult:
             png = base64.b64encode(self.png()).decode("ascii")
             parts.append(f"<img alt='latency and throughput' src='data:image/png;base64,{png}'/>")
             parts.append(table(self.frame).to_html())
-        parts.append(recommendation_html(self.recommendation))
+        parts.append(recommendation_html(self.recommendation, how=f"<code>{html.escape(self.apply_hint())}</code>"))
         return "".join(parts)

@@ -45,6 +45,23 @@ class LiveDisplay:
         else:
             self.chart_handle.update(Image(data=png, format="png"))
 
+    def result(self, result, suffix: str = "") -> None:
+        """The end of a background run: the result (its HTML, or its text) in place of the progress."""
+        if not self.enabled:
+            return
+        if not self.rich:
+            print(repr(result) + suffix, flush=True)
+            return
+        from IPython.display import display
+
+        bundle = {"text/plain": repr(result) + suffix,
+                  "text/html": result._repr_html_() + (f"<div>{suffix.strip()}</div>" if suffix else "")}
+        if self.text_handle is None:
+            self.text_handle = display(bundle, raw=True, display_id=True)
+        else:
+            self.text_handle.update(bundle, raw=True)
+        self.clear_chart()
+
     def clear_chart(self) -> None:
         if self.chart_handle is not None:
             self.chart_handle.update({"text/plain": ""}, raw=True)

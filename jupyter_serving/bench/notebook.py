@@ -47,6 +47,16 @@ from jupyter_serving.core.errors import ServingError
 POLL_S = 0.1
 
 
+def _checked(target_qps, p99_ms, duration, arrival: str, output: str | None, user_ns: dict | None):
+    """The checked target QPS, p99 target and duration (one-line errors for bad options)."""
+    target_qps, p99_ms = positive(target_qps, "target QPS"), positive(p99_ms, "p99 target (ms)")
+    duration = positive(duration, "duration") or DEFAULT_DURATION_S
+    _check_output(output, user_ns)
+    if arrival not in ("poisson", "uniform"):
+        raise BenchError(f"arrival must be 'poisson' or 'uniform', got {arrival!r}", "")
+    return target_qps, p99_ms, duration
+
+
 def _check_output(output: str | None, user_ns: dict | None) -> None:
     if output is not None and (not output.isidentifier() or user_ns is None):
         raise BenchError(f"-o {output}: not a valid variable name" if not output.isidentifier()
@@ -135,7 +145,7 @@ def run_bench(client, name: str, *, concurrency: Any = DEFAULT_CONCURRENCY,
               headroom: float | None = None, idle_traffic: bool = False, timeout: float = 30.0,
               output: str | None = None, user_ns: dict | None = None,
               namespace: Mapping[str, Any] | None = None, show: bool = True,
-              stop: threading.Event | None = None) -> BenchResult | None:
+              stop: threading.Event | None = None, background: bool = False):
     """Benchmark endpoint `name` and size it.
 
     Closed loop (default): one step per concurrency level, `duration` seconds each after `warmup`;
@@ -148,14 +158,11 @@ def run_bench(client, name: str, *, concurrency: Any = DEFAULT_CONCURRENCY,
     `show`: live progress and chart (display handles in Jupyter, printed lines elsewhere).
     `output`: store the BenchResult in `user_ns[output]` and return None (the magic's `-o VAR`).
     Ctrl-C / interrupt kernel (or setting `stop`) ends the run early with the steps done so far.
+    `background` (in a kernel): run off the kernel thread, return a `BenchRun` at once (see `background`).
     """
     from jupyter_serving.bench.runner import BenchmarkJob, open_loop, sweep
 
-    target_qps, p99_ms = positive(target_qps, "target QPS"), positive(p99_ms, "p99 target (ms)")
-    duration = positive(duration, "duration") or DEFAULT_DURATION_S
-    _check_output(output, user_ns)
-    if arrival not in ("poisson", "uniform"):
-        raise BenchError(f"arrival must be 'poisson' or 'uniform', got {arrival!r}", "")
+    target_qps, p99_ms, duration = _checked(target_qps, p99_ms, duration, arrival, output, user_ns)
     open_mode = rate is not None
     levels = parse_rates(rate) if open_mode else parse_levels(concurrency)
     status = check_endpoint(client, name, entity)
@@ -173,22 +180,49 @@ def run_bench(client, name: str, *, concurrency: Any = DEFAULT_CONCURRENCY,
     for note in notes:
         live.text(f"Note: {note}")
     live.text(f"Benchmarking '{name}': step 1/{len(levels)} ({unit} {levels[0]:g}, {duration:g} s)…")
-    interrupted = _follow(job, charts, levels, unit, stop)
+    background = background and live.rich
+    stop = stop if stop is not None or not background else threading.Event()
+
+    def finish() -> BenchResult | None:
+        interrupted = _follow(job, charts, levels, unit, stop)
+        result = _result(job, interrupted, notes, recommend=not open_mode, headroom=headroom,
+                         idle_traffic=idle_traffic, client=client, png=charts.last_png,
+                         endpoint=name, mode="open" if open_mode else "closed", entity=entity,
+                         duration=duration, target_qps=target_qps, p99_ms=p99_ms,
+                         entity_names=list(status.entity_names))
+        return _deliver_in_place(result, live, output) if background else _deliver(result, live, output, user_ns)
+
+    if background:
+        from jupyter_serving.bench.background import BenchRun
+
+        return BenchRun(name, finish, stop, live, output, user_ns).start()
+    return finish()
+
+
+def _result(job, interrupted: bool, notes: list[str], *, recommend: bool, headroom: float | None,
+            idle_traffic: bool, client, png: bytes | None, **fields: Any) -> BenchResult:
+    """The BenchResult of a finished job (with the recommendation of a closed-loop run)."""
     frame = _frame_of(job)
     interrupted = interrupted or bool(len(frame) and frame["interrupted"].any())
-    recommendation = None if open_mode else _recommend(frame, target_qps, p99_ms, headroom, idle_traffic, notes)
-    result = BenchResult(endpoint=name, frame=frame, recommendation=recommendation,
-                         mode="open" if open_mode else "closed", entity=entity, duration=duration,
-                         target_qps=target_qps, p99_ms=p99_ms, interrupted=interrupted, notes=notes,
-                         client=client, _png=charts.last_png)
-    return _deliver(result, live, output, user_ns)
+    recommendation = (_recommend(frame, fields["target_qps"], fields["p99_ms"], headroom, idle_traffic, notes)
+                      if recommend else None)
+    return BenchResult(frame=frame, recommendation=recommendation, interrupted=interrupted, notes=notes,
+                       client=client, _png=png, **fields)
+
+
+def _deliver_in_place(result: BenchResult, live: LiveDisplay, output: str | None) -> BenchResult:
+    """A background run's end: the result (chart, table, recommendation) in its live display."""
+    stored = f" Stored in '{output}'." if output is not None else ""
+    live.result(result, stored)
+    return result
 
 
 def _deliver(result: BenchResult, live: LiveDisplay, output: str | None, user_ns: dict | None):
     """Store the result in `user_ns[output]` (and return None), or return it."""
     if output is not None:
         user_ns[output] = result
-        live.text(f"{result.summary()}. Stored in '{output}' (.frame, .recommendation, .apply()).")
+        live.text(f"{result.summary()}. Stored in '{output}' (.frame, .recommendation, "
+                  f"{result.apply_hint()}).")
         return None
     live.text(result.summary())
     live.clear_chart()  # the returned result shows the final chart
@@ -221,15 +255,17 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 
 def run_bench_args(client, opts: argparse.Namespace, user_ns: dict | None = None,
-                   namespace: Mapping[str, Any] | None = None, show: bool = True) -> BenchResult | None:
+                   namespace: Mapping[str, Any] | None = None, show: bool = True,
+                   background: bool = True):
     """`run_bench` from the options `add_bench_arguments` parsed (what `%serve bench` calls).
     `user_ns`: where `-o VAR` stores the result; `namespace`: where `--payload $var` is looked up
-    (default `user_ns`; the magic passes its user + local namespace)."""
+    (default `user_ns`; the magic passes its user + local namespace). In a Jupyter kernel it runs in
+    the background (`background=False`: on the kernel thread) and returns a `BenchRun`."""
     return run_bench(client, opts.name, concurrency=opts.concurrency, duration=opts.duration,
                      warmup=opts.warmup, target_qps=opts.target_qps, p99_ms=opts.p99_ms, rate=opts.rate,
                      arrival=opts.arrival, entity=opts.entity, payload=opts.payload,
                      idle_traffic=opts.idle_traffic, output=opts.output, user_ns=user_ns,
-                     namespace=namespace, show=show)
+                     namespace=namespace, show=show, background=background)
 
 
 __all__ = ["BenchError", "BenchResult", "DEFAULT_CONCURRENCY", "DEFAULT_DURATION_S", "DEFAULT_WARMUP_S",

@@ -100,7 +100,7 @@ def plot_latency(frame, ax=None, *, p99_target_ms: float | None = None, title: s
     ax.set_title(title or "Latency of successful requests")
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper left", fontsize="small")
+        _legend_below(ax)
     else:
         ax.text(0.5, 0.5, "no successful responses", transform=ax.transAxes, ha="center",
                 va="center", color="#555555")
@@ -128,6 +128,7 @@ def plot_throughput(frame, ax=None, *, target_qps: float | None = None, ideal: b
     xs, xlabel = _x(frame)
     qps = _values(frame, "qps")
     handles = []
+    tops = [y for y in qps if math.isfinite(y)]
     handles += ax.plot(xs, qps, marker="o", color=QPS_COLOR, linewidth=2,
                        label="Throughput (successful requests/s)")
     if ideal and xs:
@@ -136,12 +137,14 @@ def plot_throughput(frame, ax=None, *, target_qps: float | None = None, ideal: b
             if finite:
                 handles += ax.plot([0, max(finite)], [0, max(finite)], color=QPS_COLOR, linestyle=":",
                                    alpha=0.6, label="Ideal: throughput = offered load")
+                tops.append(max(finite))
         else:
             runtime_ms = _runtime_ms(frame)
             if runtime_ms:
                 line = [x * 1000.0 / runtime_ms for x in xs]
                 handles += ax.plot(xs, line, color=QPS_COLOR, linestyle=":", alpha=0.6,
                                    label=f"Ideal: c / runtime ({runtime_ms:.1f} ms)")
+                tops += [y for y in line if math.isfinite(y)]
     if target_qps is not None:
         handles.append(ax.axhline(target_qps, color=TARGET_COLOR, linestyle="--", linewidth=1.5,
                                   label=f"Target ({target_qps:g} QPS)"))
@@ -164,12 +167,20 @@ def plot_throughput(frame, ax=None, *, target_qps: float | None = None, ideal: b
     _log2_axis(ax, xs)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("Throughput (requests/s)")
-    tops = [y for y in qps + ([target_qps] if target_qps else []) if math.isfinite(y)]
-    ax.set_ylim(bottom=0, top=max(tops) * 1.2 if tops and max(tops) > 0 else None)
+    tops += [target_qps] if target_qps else []  # the axes contain every line
+    ax.set_ylim(bottom=0, top=max(tops) * 1.08 if tops and max(tops) > 0 else None)
     ax.set_title(title or "Throughput")
     ax.grid(True, alpha=0.3)
-    ax.legend(handles=handles, loc="upper left", fontsize="small")
+    _legend_below(ax, handles)
     return ax
+
+
+def _legend_below(ax, handles=None) -> None:
+    """The legend under the axes (outside the plot area: it covers no point)."""
+    kwargs = {"handles": handles} if handles is not None else {}
+    count = len(handles) if handles is not None else len(ax.get_legend_handles_labels()[0])
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(3, max(1, count)),
+              fontsize="small", frameon=False, **kwargs)
 
 
 def _bar_widths(ax, xs: list[float]) -> Any:
@@ -190,7 +201,7 @@ def _runtime_ms(frame) -> float | None:
 
 
 def sweep_figure(frame, *, title: str | None = None, target_qps: float | None = None,
-                 p99_target_ms: float | None = None, width: float = 12.0, height: float = 4.6):
+                 p99_target_ms: float | None = None, width: float = 12.0, height: float = 5.2):
     """One Figure with latency (left) and throughput (right) side by side."""
     from matplotlib.figure import Figure
 

@@ -10,24 +10,33 @@ import json
 import math
 from typing import Any
 
-# Columns shown in tables (the DataFrame keeps every column).
+from jupyter_serving.core.status import concurrency_text
+
+# Columns shown in tables (the DataFrame keeps every column), with the headings they get.
 TABLE_COLUMNS = ("concurrency", "target_rate", "qps", "p50_ms", "p90_ms", "p99_ms", "mean_ms",
                  "successes", "rate_limited", "error_count", "failure_share", "client_saturated",
                  "interrupted")
+HEADINGS = {"concurrency": "concurrency", "target_rate": "target QPS", "qps": "QPS", "p50_ms": "p50 ms",
+            "p90_ms": "p90 ms", "p99_ms": "p99 ms", "mean_ms": "mean ms", "successes": "OK",
+            "rate_limited": "429s", "error_count": "errors", "failure_share": "errors %",
+            "client_saturated": "client saturated", "interrupted": "stopped"}
 
 
 def table(frame):
-    """The columns worth reading, rounded (the full DataFrame keeps every column)."""
+    """The columns worth reading, rounded, with readable headings ("QPS", "p99 ms", "errors %"...);
+    the full DataFrame keeps every column under its own name."""
     if frame is None or len(frame) == 0:
         return frame
     columns = [c for c in TABLE_COLUMNS if c in frame.columns]
     if "mode" in frame.columns and (frame["mode"] == "closed").all():
         columns = [c for c in columns if c != "target_rate"]
     out = frame[columns].copy()
+    if "failure_share" in out.columns:
+        out["failure_share"] = out["failure_share"] * 100.0
     for column in out.columns:
         if out[column].dtype.kind == "f":
-            out[column] = out[column].round(3 if column == "failure_share" else 1)
-    return out
+            out[column] = out[column].round(1)
+    return out.rename(columns=HEADINGS)
 
 
 def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
@@ -40,8 +49,8 @@ def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
 
 def recommendation_rows(rec) -> list[tuple[str, str]]:
     """(label, value) pairs: the numbers of a recommendation card."""
-    size = (f"{rec.workload_size} ({rec.min_provisioned_concurrency}–{rec.max_provisioned_concurrency} "
-            "concurrent requests)" if rec.workload_size else
+    size = (f"{rec.workload_size} ({concurrency_text(rec.min_provisioned_concurrency, rec.max_provisioned_concurrency)}"
+            " requests)" if rec.workload_size else
             f"custom: min {rec.min_provisioned_concurrency}, max {rec.max_provisioned_concurrency}")
     rows = [
         ("Target", f"{rec.target_qps:g} QPS" + (f", p99 ≤ {rec.p99_target_ms:g} ms"
@@ -67,8 +76,9 @@ def recommendation_rows(rec) -> list[tuple[str, str]]:
     return rows
 
 
-def recommendation_html(rec, *, applied: str | None = None) -> str:
-    """A card: the numbers, the explanation sentences, the warnings and the config to apply."""
+def recommendation_html(rec, *, applied: str | None = None, how: str = "Apply") -> str:
+    """A card: the numbers, the explanation sentences, the warnings and the config to apply.
+    `how`: what applies it, as HTML ("Apply" for the widget's button, `<code>.apply()</code>` in code)."""
     if rec is None:
         return ""
     e = html.escape
@@ -87,7 +97,7 @@ def recommendation_html(rec, *, applied: str | None = None) -> str:
     ]
     if warnings:
         parts.append(f"<div style='color:#a15c00'><b>Warnings</b><ul style='margin:4px 0'>{warnings}</ul></div>")
-    parts.append("<div style='color:#555'>Apply sets the served entity's "
+    parts.append(f"<div style='color:#555'>{how} sets the served entity's "
                  f"<code>{e(json.dumps(rec.served_entity_config()))}</code> and keeps the rest of its config.</div>")
     if applied:
         parts.append(f"<div style='color:#1a7f37'><b>{e(applied)}</b></div>")

@@ -83,6 +83,7 @@ class BenchmarkWidget(widgets.VBox):
         self._thread: threading.Thread | None = None
         self._apply_thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.entity_names: list[str] = []
 
         self._build_inputs(concurrency, duration, target_qps, p99_ms)
         self._build_controls()
@@ -96,13 +97,15 @@ class BenchmarkWidget(widgets.VBox):
             self.title,
             widgets.HBox([self.concurrency, self.duration, self.target_qps, self.p99_ms]),
             self.payload,
-            widgets.HBox([self.run_button, self.stop_button, self.apply_button]),
+            widgets.HBox([self.run_button, self.stop_button, self.apply_button, self.apply_entity,
+                          self.apply_reason], layout=widgets.Layout(align_items="center")),
             widgets.HBox([self.progress, self.status]),
             self.chart,
             self.results,
             self.card,
         ]
         super().__init__(children=children, **kwargs)
+        self._update_apply()
 
     def _build_inputs(self, concurrency: Any, duration: float, target_qps: float | None,
                       p99_ms: float | None) -> None:
@@ -139,6 +142,11 @@ class BenchmarkWidget(widgets.VBox):
         self.apply_button = widgets.Button(description="Apply", button_style="success", icon="check",
                                            disabled=True,
                                            tooltip="resize the endpoint as recommended and wait until READY")
+        self.apply_entity = widgets.Dropdown(options=[], value=None, description="Resize", style=STYLE,
+                                             tooltip="the served entity Apply resizes",
+                                             layout=widgets.Layout(width="240px", display="none"))
+        self.apply_entity.observe(lambda _: self._update_apply(), "value")
+        self.apply_reason = widgets.HTML(value="")
         self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0, description="Progress",
                                               style=STYLE, layout=widgets.Layout(width="60%"))
         self.status = widgets.HTML(value="Set the inputs and press Run.")
@@ -203,7 +211,37 @@ class BenchmarkWidget(widgets.VBox):
             self.card.value = f"<div style='color:#555'>{html.escape(hint)}</div>" if hint else ""
         else:
             self.card.value = recommendation_html(rec, applied=applied)
-        self.apply_button.disabled = rec is None or self.running or self.applying
+        self._update_apply()
+
+    def _set_entities(self, names: list[str]) -> None:
+        """The served entities Apply can resize: a Dropdown when there are several (default: the
+        benchmarked one)."""
+        self.entity_names = names
+        self.apply_entity.options = names
+        self.apply_entity.value = self.entity if self.entity in names else (names[0] if len(names) == 1 else None)
+        self.apply_entity.layout.display = None if len(names) > 1 else "none"
+        self._update_apply()
+
+    def apply_blocked(self) -> str | None:
+        """Why Apply cannot run now (None: it can)."""
+        if self.running:
+            return "Wait for the benchmark to finish."
+        if self.applying:
+            return "Applying…"
+        if self.recommendation is None:
+            return ("Set a target QPS for a recommendation to apply." if self.frame is not None
+                    else "Run the benchmark with a target QPS to get a recommendation to apply.")
+        if len(self.entity_names) > 1 and not self.apply_entity.value:
+            return (f"'{self.name}' serves several entities ({', '.join(self.entity_names)}): "
+                    "pick the one to resize.")
+        return None
+
+    def _update_apply(self) -> None:
+        reason = self.apply_blocked()
+        self.apply_button.disabled = reason is not None
+        self.apply_button.tooltip = reason or "resize the endpoint as recommended and wait until READY"
+        quiet = reason is None or self.running or self.applying
+        self.apply_reason.value = "" if quiet else f"<span style='color:#555'>{html.escape(reason)}</span>"
 
     def _recommend(self) -> None:
         from jupyter_serving.bench.sizing import recommend
@@ -273,7 +311,7 @@ class BenchmarkWidget(widgets.VBox):
     def apply(self) -> None:
         """Resize the endpoint as recommended, in the background (what the Apply button does)."""
         with self._lock:
-            if self.recommendation is None or self.running or self.applying:
+            if self.apply_blocked() is not None:
                 return
             self.applying = True
         self.apply_button.disabled = True
@@ -300,6 +338,7 @@ class BenchmarkWidget(widgets.VBox):
         try:
             self._say("Reading the endpoint…")
             status = check_endpoint(self.client, self.name, self.entity)
+            self._set_entities(list(status.entity_names))
             limit = entity_limit(status, self.entity)
             notes = limit_notes(levels, limit)
             body = self._body()
@@ -317,8 +356,8 @@ class BenchmarkWidget(widgets.VBox):
         finally:
             self.run_button.disabled = False
             self.stop_button.disabled = True
-            self.apply_button.disabled = self.recommendation is None or self.applying
-            self.running = False  # last: whoever waits on it sees the final state
+            self.running = False
+            self._update_apply()
 
     def _on_step(self, steps: list, step, duration: float) -> None:  # the load generator's thread
         from jupyter_serving.bench.runner import to_frame
@@ -387,8 +426,8 @@ class BenchmarkWidget(widgets.VBox):
             def progress(status, elapsed) -> None:
                 self._say(f"Applying {what}: {status.progress_line(elapsed)}")
 
-            status = apply_recommendation(self.client, self.name, rec, entity=self.entity,
-                                             on_progress=progress)
+            status = apply_recommendation(self.client, self.name, rec,
+                                          entity=self.apply_entity.value or self.entity, on_progress=progress)
             done = f"Applied {what}: endpoint '{self.name}' is {status.state}."
             self._show_card(applied=done)
             self._say(done, "ok")
@@ -397,8 +436,8 @@ class BenchmarkWidget(widgets.VBox):
             self._say(f"Apply failed: {error_message(err)}", "error")
         finally:
             self.run_button.disabled = self.running
-            self.apply_button.disabled = self.recommendation is None or self.running
-            self.applying = False  # last: whoever waits on it sees the final state
+            self.applying = False
+            self._update_apply()
 
 
 __all__ = ["BenchmarkWidget"]

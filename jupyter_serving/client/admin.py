@@ -12,6 +12,7 @@ from jupyter_serving.client.base import ClientBase
 from jupyter_serving.client.checks import check_endpoint_name
 from jupyter_serving.core.arguments import parse_permission_level, parse_principal
 from jupyter_serving.core.errors import Hint, InvalidInputError, NotFoundError, ServingError
+from jupyter_serving.core.log_lines import model_lines
 from jupyter_serving.core.templates import request_template_from_openapi
 
 PERMISSION_COLUMNS = ["principal", "type", "permission_level", "inherited"]
@@ -47,7 +48,7 @@ def permissions_frame(perms: Any) -> pd.DataFrame:
 
 class AdminMixin(ClientBase):
     # -- logs ------------------------------------------------------------------------------------
-    def _logs(self, name: str, entity: str | None, build: bool, tail: int | None) -> str:
+    def _logs(self, name: str, entity: str | None, build: bool, tail: int | None, model_only: bool = False) -> str:
         status = self.get(name)  # type: ignore[attr-defined]
         if build and entity is not None:  # a failed update's entity keeps its build logs after it is gone
             names = [entity]
@@ -61,13 +62,19 @@ class AdminMixin(ClientBase):
         for ent in names:
             res = self._call(lambda ent=ent: fn(name=name, served_model_name=ent),
                              what=f"Reading {kind} of '{name}/{ent}'")
-            text = _tail(res.logs or "", tail)
+            text = res.logs or ""
+            if model_only:
+                text = model_lines(text)[0]
+            text = _tail(text, tail)
             parts.append(text if len(names) == 1 else f"=== {ent} ===\n{text}")
         return "\n".join(parts)
 
-    def logs(self, name: str, entity: str | None = None, *, tail: int | None = None) -> str:
-        """Model server logs of one served entity (all entities, with headers, if not named)."""
-        return self._logs(name, entity, False, tail)
+    def logs(self, name: str, entity: str | None = None, *, tail: int | None = None,
+             model_only: bool = False) -> str:
+        """Model server logs of one served entity (all entities, with headers, if not named). With
+        `model_only`, the serving stack's lines (uvicorn access and lifecycle, MLflow warnings) are
+        left out."""
+        return self._logs(name, entity, False, tail, model_only)
 
     def build_logs(self, name: str, entity: str | None = None, *, tail: int | None = None) -> str:
         """Container build logs of one served entity (all entities if not named)."""

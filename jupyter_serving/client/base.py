@@ -24,10 +24,12 @@ def wait_hint(template: str, name: str) -> Hint:
 
 
 def endpoint_not_found(name: str) -> NotFoundError:
-    return NotFoundError(f"No serving endpoint named '{name}'", Hint(
+    err = NotFoundError(f"No serving endpoint named '{name}'", Hint(
         python="List the endpoints with `client.names()` (names are case-sensitive).",
         magic="List the endpoints with `%serve list` (names are case-sensitive)."),
         error_code="RESOURCE_DOES_NOT_EXIST")
+    err.endpoint = name  # type: ignore[attr-defined]  # the missing endpoint, for "did you mean"
+    return err
 
 
 class ClientBase:

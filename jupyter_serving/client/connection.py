@@ -54,7 +54,8 @@ class Target:
             if running:
                 return f"the local backend at {running} ({self.source})"
             home = _local_home(self.data_dir)
-            return f"the local backend (started on first use, data in {_tilde(home)}; {self.source})"
+            data = "" if _is_temp(home) else f", data in {_tilde(home)}"
+            return f"the local backend (started on first use{data}; {self.source})"
         local_url = _local_server_url(self.data_dir)
         if self.host and local_url and _same_host(self.host, local_url):
             return f"the local backend at {self.host} ({self.source})"
@@ -68,6 +69,17 @@ def _tilde(path: Path) -> str:
         return "~/" + str(path.relative_to(Path.home()))
     except ValueError:
         return str(path)
+
+
+def _is_temp(path: Path) -> bool:
+    """Whether `path` lies in the system's temp dir (a throwaway data dir: not worth showing)."""
+    import tempfile
+
+    try:
+        roots = {Path(tempfile.gettempdir()).resolve(), Path("/tmp").resolve()}
+        return any(path.resolve().is_relative_to(root) for root in roots)
+    except OSError:
+        return False
 
 
 def _same_host(a: str, b: str) -> bool:
@@ -118,7 +130,7 @@ def read_profiles() -> dict[str, dict[str, str]]:
         parser.read(path)
     except configparser.Error:
         return {}
-    profiles = {name: dict(parser._sections[name]) for name in parser.sections()}  # noqa: SLF001
+    profiles = {name: dict(parser._sections[name]) for name in parser.sections()}
     if parser.defaults():
         profiles["DEFAULT"] = dict(parser.defaults())
     return profiles
@@ -343,6 +355,14 @@ def open_client(
     is_local = bool(local_url and _same_host(host, local_url))
     cloud = (_local_cloud(target.data_dir) or "aws") if is_local else cloud_of(cfg)
     return Opened(WorkspaceClient(config=cfg), target, host, cloud, is_local)
+
+
+def uses_local_backend(target: Target) -> bool:
+    """Whether `target` is the local backend (chosen, or a host that is the running local backend)."""
+    if target.kind == LOCAL:
+        return True
+    local_url = _local_server_url(target.data_dir)
+    return bool(target.host and local_url and _same_host(target.host, local_url))
 
 
 def describe_default(data_dir: str | None = None) -> str:

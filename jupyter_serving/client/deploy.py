@@ -108,15 +108,38 @@ class DeployMixin(EndpointsMixin):
                 magic="Name a model (--model catalog.schema.model) or give a full config (--from-json)."))
         else:
             extra = {}
+            try:
+                version = version if version not in (None, "") else self.latest_version(model)
+            except NotFoundError as err:
+                raise self._registered_elsewhere([(model, None)]) or err from None
             core = {"served_entities": [rules.served_entity(
-                model, version if version not in (None, "") else self.latest_version(model), name=entity_name,
-                workload_type=workload_type, workload_size=workload_size, min_concurrency=min_concurrency,
-                max_concurrency=max_concurrency, scale_to_zero=scale_to_zero)]}
+                model, version, name=entity_name, workload_type=workload_type, workload_size=workload_size,
+                min_concurrency=min_concurrency, max_concurrency=max_concurrency, scale_to_zero=scale_to_zero)]}
         request = configs.create_request(name, core, extra, traffic=traffic, tags=tags,
                                          route_optimized=route_optimized, description=description)
         check_config(core, self.cloud)
-        self._send_create(request)
+        try:
+            self._send_create(request)
+        except NotFoundError as err:
+            models = [(e.get("entity_name"), e.get("entity_version")) for e in core.get("served_entities") or []]
+            raise self._registered_elsewhere(models) or err from None
         return self._settle(name, wait, timeout=timeout, on_progress=on_progress)
+
+    def _registered_elsewhere(self, models: list[tuple[str | None, str | None]]) -> NotFoundError | None:
+        """For the local backend: the error saying where a model the backend lacks was registered
+        instead (see `registries`), or None."""
+        if not self.is_local:
+            return None
+        from jupyter_serving.client.registries import local_registry_uri, registered_elsewhere
+
+        target = getattr(self, "target", None)
+        uri = local_registry_uri(target.data_dir if target is not None else None)
+        for model, version in models:
+            if model:
+                found = registered_elsewhere(model, None if version is None else str(version), uri)
+                if found is not None:
+                    return found
+        return None
 
     def _send_create(self, request: dict) -> None:
         name = request["name"]

@@ -10,11 +10,12 @@ import pandas as pd
 from jupyter_serving.client.base import DEFAULT_WAIT_TIMEOUT, ClientBase, ProgressCallback, wait_hint
 from jupyter_serving.client.checks import check_endpoint_name
 from jupyter_serving.core.errors import ConflictError, Hint, InvalidInputError, NotFoundError, ServingError
+from jupyter_serving.core.listing import EndpointsFrame
 from jupyter_serving.core.status import EndpointStatus, traffic_of
 
 # How many endpoints a detailed list reads one by one (the list API leaves their traffic out).
 MAX_LIST_DETAILS = 200
-LIST_COLUMNS = ["name", "state", "update_state", "entities", "traffic", "creator", "updated"]
+LIST_COLUMNS = ["name", "state", "entities", "traffic", "creator", "updated"]
 
 
 def _list_row(raw: dict) -> dict:
@@ -22,8 +23,7 @@ def _list_row(raw: dict) -> dict:
     updated = raw.get("last_updated_timestamp")
     return {
         "name": st.name,
-        "state": "STOPPED" if st.is_stopped else st.ready,
-        "update_state": st.config_update,
+        "state": st.state,  # the Serving UI's words: "Ready", "Not ready (Updating)", ...
         # while an endpoint is being created it has only a pending config
         "entities": st.entities_text(st.entities or st.pending_entities),
         "traffic": st.traffic_text(st.traffic or traffic_of(st.pending_config)),
@@ -82,14 +82,15 @@ class EndpointsMixin(ClientBase):
         """Endpoint names, sorted (what completion offers)."""
         return sorted(e["name"] for e in self.list_raw())
 
-    def list(self, *, details: bool = True) -> pd.DataFrame:
-        """All endpoints: name, state, update_state, entities, traffic, creator, updated.
+    def list(self, *, details: bool = True) -> EndpointsFrame:
+        """All endpoints: name, state ("Ready", "Not ready (Updating)", ...), entities, traffic,
+        creator, updated.
 
         The list API summarizes configs without traffic; with `details` each endpoint is read
         (in parallel) to fill the traffic column.
         """
         frame = pd.DataFrame([_list_row(e) for e in self.list_raw(details=details)], columns=LIST_COLUMNS)
-        return frame.sort_values("name", ignore_index=True) if len(frame) else frame
+        return EndpointsFrame(frame.sort_values("name", ignore_index=True) if len(frame) else frame)
 
     # -- guards ----------------------------------------------------------------------------------
     def _not_updating(self, status: EndpointStatus, doing: str) -> None:

@@ -177,6 +177,13 @@ class QueryMixin(ClientBase):
             return QueryError(f"Endpoint '{name}' is not ready ({status.state}): {server}",
                               wait_hint("Wait for it with {how}.", name), error_code=code)
         if isinstance(mapped, InvalidInputError):
+            from jupyter_serving.core.query_body import missing_columns
+
+            missing = missing_columns(server)
+            if missing:  # one line first; MLflow's dump (its useful part last) after it
+                return QueryError(f"{missing}. Endpoint '{name}' refused the input: {server}", Hint(
+                    python=f"Check the expected input with `client.request_template('{name}')`.",
+                    magic=f"Check the expected input with `%serve schema {name}`."), error_code=code)
             return QueryError(f"Endpoint '{name}' refused the input: {server}",
                               Hint(python=f"Check the expected input with `client.request_template('{name}')`.",
                                    magic=f"Check the expected input with `%serve schema {name}`."), error_code=code)

@@ -2,6 +2,7 @@
 
     endpoints.EndpointsMixin   get, exists, list, names, list_raw, stop, start, delete
     deploy.DeployMixin         create, update_config, set_traffic, latest_version
+    entities.EntitiesMixin     add_entity, remove_entity (one-line canaries)
     waiting.WaitingMixin       wait (and why a deployment failed)
     query.QueryMixin           query
     admin.AdminMixin           logs, build_logs, openapi, request_template, permissions, grant, tags
@@ -17,12 +18,12 @@ from typing import Any
 from jupyter_serving.client.admin import AdminMixin
 from jupyter_serving.client.base import DEFAULT_QUERY_TIMEOUT
 from jupyter_serving.client.connection import Opened, Target, cloud_of, open_client, resolve_target, set_user_agent
-from jupyter_serving.client.deploy import DeployMixin
+from jupyter_serving.client.entities import EntitiesMixin
 from jupyter_serving.client.query import QueryMixin
 from jupyter_serving.client.waiting import WaitingMixin
 
 
-class ServingClient(DeployMixin, WaitingMixin, QueryMixin, AdminMixin):
+class ServingClient(EntitiesMixin, WaitingMixin, QueryMixin, AdminMixin):
     """Model serving through databricks-sdk. Build one with `ServingClient.connect(...)`,
     `jupyter_serving.api.connect(...)`, or wrap an existing `WorkspaceClient`.
 

@@ -325,7 +325,8 @@ def body_from_value(value: Any, *, source: str = "value") -> Body:
     if isinstance(value, pd.DataFrame):
         if value.empty:
             raise BodyError(f"{_label(source)} is a DataFrame without rows", "Query with at least one row.")
-        return Body({"dataframe_split": frame_to_split(value)}, value.reset_index(drop=True),
+        # The frame keeps its index: the result rows carry it, so they join back to the input.
+        return Body({"dataframe_split": frame_to_split(value)}, value,
                     "dataframe_split", source)
     if isinstance(value, str):
         return parse_text(value, {}, source=source, allow_vars=False)
@@ -430,3 +431,25 @@ def compact_json(value: Any, width: int = 88, indent: int = 0, used: int | None 
         return "[\n" + "\n".join(pad + ln for ln in lines) + "\n" + " " * indent + "]"
     items = [pad + compact_json(item, width, inner) for item in value]
     return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
+
+
+_MISSING = re.compile(r"missing inputs?:?\s*\[([^\]]*)\]", re.IGNORECASE)
+_SCHEMA_COLUMN = re.compile(r"""['"]([^'"\[\]]+)['"]\s*:\s*[a-z]""")
+
+
+def missing_columns(server: str, expected: list[str] | None = None) -> str | None:
+    """'Missing column(s) 'petal_width' — the model expects: a, b, c, d' for MLflow's schema
+    enforcement dump (the useful part is last there), or None when the text is about something
+    else. `expected` defaults to the columns named in the dump's schema."""
+    m = _MISSING.search(server or "")
+    if not m:
+        return None
+    missing = [p.strip().strip("'\"") for p in m.group(1).split(",") if p.strip()]
+    if not missing:
+        return None
+    if not expected:
+        schema = server.split("with schema", 1)[1] if "with schema" in server else ""
+        expected = list(dict.fromkeys(_SCHEMA_COLUMN.findall(schema.split("Error:", 1)[0])))
+    names = ", ".join(f"'{c}'" for c in missing)
+    line = f"Missing column{'s' if len(missing) > 1 else ''} {names}"
+    return f"{line} — the model expects: {', '.join(expected)}" if expected else line

@@ -82,10 +82,13 @@ def predictions_frame(predictions: Any) -> pd.DataFrame:
 
 
 def align(inputs: pd.DataFrame | None, outputs: pd.DataFrame) -> pd.DataFrame:
-    """Input columns then output columns, when the row counts agree; else the outputs alone."""
-    if inputs is None or len(inputs) != len(outputs) or inputs.shape[1] == 0:
+    """Input columns then output columns, when the row counts agree; else the outputs alone. The
+    rows keep the input's index (`[14, 98, 75]` stays that), so results join back to the input."""
+    if inputs is None or len(inputs) != len(outputs):
         return outputs.reset_index(drop=True)
-    left = inputs.reset_index(drop=True).copy()
+    if inputs.shape[1] == 0:
+        return outputs.set_axis(inputs.index, axis=0)
+    left = inputs.copy()
     left.columns = [_clean_column(c) for c in left.columns]
     taken = set(left.columns)
     renamed = {}
@@ -99,7 +102,7 @@ def align(inputs: pd.DataFrame | None, outputs: pd.DataFrame) -> pd.DataFrame:
                 k += 1
         renamed[col] = new
         taken.add(new)
-    right = outputs.reset_index(drop=True).rename(columns=renamed)
+    right = outputs.rename(columns=renamed).set_axis(left.index, axis=0)
     return pd.concat([left, right], axis=1)
 
 
@@ -183,7 +186,7 @@ class QueryResult:
     def df(self) -> QueryFrame:
         return self.frame
 
-    def DataFrame(self) -> QueryFrame:  # noqa: N802 - jupysql-style accessor
+    def DataFrame(self) -> QueryFrame:
         return self.frame
 
     def json(self) -> str:

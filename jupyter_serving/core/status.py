@@ -22,6 +22,61 @@ UPDATE_CANCELED = "UPDATE_CANCELED"
 FAILED_UPDATES = (UPDATE_FAILED, UPDATE_CANCELED)
 FAILED_DEPLOYMENTS = ("DEPLOYMENT_FAILED", "DEPLOYMENT_ABORTED")
 
+# The one vocabulary users read (the Serving UI's words): served-entity deployments, config updates.
+DEPLOYMENT_WORDS = {
+    "DEPLOYMENT_READY": "Ready",
+    "DEPLOYMENT_CREATING": "Creating",
+    "DEPLOYMENT_RECOVERING": "Recovering",
+    "DEPLOYMENT_FAILED": "Failed",
+    "DEPLOYMENT_ABORTED": "Aborted",
+}
+UPDATE_WORDS = {
+    NOT_UPDATING: "Not updating",
+    IN_PROGRESS: "Updating",
+    UPDATE_FAILED: "Update failed",
+    UPDATE_CANCELED: "Update canceled",
+}
+
+
+def _humane(raw: str) -> str:
+    return raw.replace("_", " ").capitalize()
+
+
+def deployment_word(state: str | None) -> str:
+    """'Ready', 'Creating', 'Failed', ... for a served entity's `state.deployment` ('' if none)."""
+    if not state:
+        return ""
+    return DEPLOYMENT_WORDS.get(state) or _humane(state.removeprefix("DEPLOYMENT_"))
+
+
+def update_word(state: str | None) -> str:
+    """'Updating', 'Update failed', ... for an endpoint's `state.config_update` ('' if none)."""
+    if not state:
+        return ""
+    return UPDATE_WORDS.get(state) or _humane(state)
+
+
+def concurrency_text(low: Any, high: Any) -> str:
+    """'4 concurrent' or '4-8 concurrent' ('' when unknown)."""
+    if low is None:
+        return ""
+    return f"{low} concurrent" if low == high or high is None else f"{low}-{high} concurrent"
+
+
+# `%serve status NAME --watch --until WORD`: when to stop watching, and how to say it.
+WATCH_UNTIL: dict[str, tuple[str, Any]] = {
+    "ready": ("it is ready", lambda s: s.is_ready and s.is_settled),
+    "settled": ("no update is running", lambda s: s.is_settled),
+    "stopped": ("it is stopped", lambda s: s.is_stopped and s.is_settled),
+}
+
+
+def watched_text(elapsed: float | None, polling: bool) -> str:
+    """How long an endpoint has been watched: 'watching · 7 s', then 'watched for 7 s'."""
+    if elapsed is None:
+        return "watching" if polling else ""
+    return f"watching · {elapsed:.0f} s" if polling else f"watched for {elapsed:.0f} s"
+
 
 def _ts(ms: Any) -> _dt.datetime | None:
     try:
@@ -69,9 +124,7 @@ def describe_workload(entity: dict) -> str:
     except (TypeError, ValueError, KeyError):
         low, high = None, None
     size = entity.get("workload_size")
-    conc = ""
-    if low is not None:
-        conc = f"{low} concurrent" if low == high else f"{low}-{high} concurrent"
+    conc = concurrency_text(low, high)
     parts = [wtype]
     if size:
         parts.append(f"{size} ({conc})" if conc else size)
@@ -223,7 +276,8 @@ class EndpointStatus:
                 st = e.get("state") or {}
                 msg = st.get("deployment_state_message")
                 if msg:
-                    out.append(f"{label}{e.get('name')}: {st.get('deployment', '')} {msg}".replace("  ", " "))
+                    word = deployment_word(st.get("deployment"))
+                    out.append(f"{label}{e.get('name')}: {word} ({msg})" if word else f"{label}{e.get('name')}: {msg}")
         return out
 
     def failed_entity(self) -> str | None:
@@ -241,9 +295,10 @@ class EndpointStatus:
                 st = e.get("state") or {}
                 if st.get("deployment") in FAILED_DEPLOYMENTS or (
                         st.get("deployment_state_message") and "fail" in st.get("deployment_state_message", "").lower()):
-                    return f"served entity '{e.get('name')}': {st.get('deployment_state_message') or st.get('deployment')}"
+                    return (f"served entity '{e.get('name')}': "
+                            f"{st.get('deployment_state_message') or deployment_word(st.get('deployment'))}")
         msgs = self.messages
-        return msgs[0] if msgs else (self.config_update or "unknown reason")
+        return msgs[0] if msgs else (update_word(self.config_update).lower() or "unknown reason")
 
     # --- summaries ------------------------------------------------------------------------------
     def traffic_text(self, traffic: dict[str, int] | None = None) -> str:
@@ -270,7 +325,7 @@ class EndpointStatus:
         for e in self.pending_entities or self.entities:
             st = (e.get("state") or {}).get("deployment")
             if st:
-                deployments.append(f"{e.get('name')} {st.replace('DEPLOYMENT_', '').lower()}")
+                deployments.append(f"{e.get('name')} {deployment_word(st).lower()}")
         text = f"{self.name}: {self.state}"
         if deployments:
             text += " · " + ", ".join(deployments)
@@ -298,7 +353,7 @@ class EndpointStatus:
                 "max_concurrency": high,
                 "scale_to_zero": bool(e.get("scale_to_zero_enabled")),
                 "traffic": (self.traffic if not pending else traffic_of(self.pending_config)).get(e.get("name")),
-                "deployment": st.get("deployment"),
+                "deployment": deployment_word(st.get("deployment")),
                 "message": st.get("deployment_state_message") or "",
             })
         return pd.DataFrame(rows, columns=["entity", "model", "version", "workload_type", "workload_size",
@@ -320,8 +375,9 @@ class EndpointStatus:
         lines = []
         for e in entities:
             st = e.get("state") or {}
-            line = (f"    {e.get('name')}: {describe_entity_model(e)} · {describe_workload(e)}"
-                    f" · {st.get('deployment', '')}")
+            line = f"    {e.get('name')}: {describe_entity_model(e)} · {describe_workload(e)}"
+            if st.get("deployment"):
+                line += f" · {deployment_word(st.get('deployment'))}"
             if e.get("name") in traffic:
                 line += f" · traffic {traffic[e.get('name')]}%"
             lines.append(line)
@@ -384,7 +440,7 @@ class EndpointStatus:
                     "<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in (
                         e.get("name"), describe_entity_model(e), describe_workload(e),
                         f"{traffic[e.get('name')]}%" if e.get("name") in traffic else "",
-                        st.get("deployment", ""), msg)) + "</tr>")
+                        deployment_word(st.get("deployment")), msg)) + "</tr>")
             header = "".join(f"<th>{h}</th>" for h in
                              ("entity", "model", "workload", "traffic", "deployment", "message"))
             return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"

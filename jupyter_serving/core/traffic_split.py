@@ -86,3 +86,18 @@ def rebalance_split(split: Mapping[str, int], changed: str, value: int,
 def describe(split: Mapping[str, int]) -> str:
     """'iris-1=70 iris-2=30': the `%serve traffic` argument form."""
     return " ".join(f"{k}={v}" for k, v in split.items())
+
+
+def without(split: Mapping[str, int], removed: str) -> dict[str, int] | None:
+    """The split once served entity `removed` is gone: its share goes to the others in proportion to
+    theirs. None when that is ambiguous (several others, all at 0 %) and the caller must be told."""
+    rest = {k: v for k, v in split.items() if k != removed}
+    if not rest:
+        return {}
+    if len(rest) == 1:
+        return {next(iter(rest)): TOTAL}
+    if split.get(removed, 0) == 0:
+        return rest
+    if sum(max(0, v) for v in rest.values()) <= 0:
+        return None
+    return dict(zip(rest, normalize(list(rest.values()))))

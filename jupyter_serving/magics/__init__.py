@@ -24,7 +24,8 @@ __all__ = ["MagicUsageError", "ServeMagics", "load_ipython_extension", "unload_i
 def load_ipython_extension(ip) -> None:
     """Register %serve and %%query/%query, completion, and say which backend will be used."""
     from jupyter_serving._version import __version__
-    from jupyter_serving.client.connection import describe_default
+    from jupyter_serving.client.connection import describe_default, uses_local_backend
+    from jupyter_serving.client.registries import local_registry_uri, point_mlflow_at
 
     magics = ServeMagics(shell=ip)
     table = ip.magics_manager.magics
@@ -55,6 +56,17 @@ def load_ipython_extension(ip) -> None:
     api_module = sys.modules.get("jupyter_serving.api")
     client = api_module.current_client() if api_module is not None else None
     where = client.backend if client is not None else describe_default(magics.data_dir)
+    # Point MLflow at the local backend's registry now (not on the first %serve), so that a model
+    # registered before the first %serve is where `%serve create` looks. A user's MLFLOW_* wins.
+    if client is not None:
+        target, local = client.target, client.is_local
+    else:
+        from jupyter_serving.client.connection import default_target
+
+        target = default_target(magics.data_dir)
+        local = uses_local_backend(target)
+    if local:
+        point_mlflow_at(local_registry_uri(target.data_dir if target is not None else magics.data_dir))
     print(f"jupyter-serving {__version__}: %{names['serve']} and %%{names['query']} will use {where}.")
 
 

@@ -15,7 +15,7 @@ class CommandParser(argparse.ArgumentParser):
         self.hint = hint
         super().__init__(prog=prog, allow_abbrev=False, **kwargs)
 
-    def error(self, message):  # noqa: D401 - argparse API
+    def error(self, message):
         raise MagicUsageError(f"{self.prog}: {message}", self.hint)
 
     def exit(self, status=0, message=None):

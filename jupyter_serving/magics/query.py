@@ -5,8 +5,9 @@ import re
 from functools import cache
 from typing import Any
 
+from jupyter_serving.core.errors import NotFoundError
 from jupyter_serving.magics.context import Context
-from jupyter_serving.magics.errors import MagicUsageError
+from jupyter_serving.magics.errors import MagicUsageError, did_you_mean
 from jupyter_serving.magics.parsing import CommandParser, split_words
 
 USAGE = "%%query NAME [--entity E] [-o VAR] [--raw] [--timeout S]"
@@ -53,7 +54,13 @@ def run_query(ctx: Context, line: str, cell: str | None) -> Any:
     from jupyter_serving.core.query_body import parse_body
 
     parsed = parse_body(body, ctx.ns)
-    result = ctx.client().query(opts.name, parsed, entity=opts.entity, timeout=opts.timeout)
+    client = ctx.client()
+    try:
+        result = client.query(opts.name, parsed, entity=opts.entity, timeout=opts.timeout)
+    except NotFoundError as err:
+        magic = "%%query" if cell is not None and cell.strip() else "%query"
+        raise did_you_mean(err, client.names,
+                           lambda new: f"{magic} " + line.strip().replace(opts.name, new, 1)) from None
     value = result.response if opts.raw else result.frame
     if opts.output:
         ctx.user_ns[opts.output] = value

@@ -17,10 +17,10 @@ from traitlets import Bool, Float, Unicode
 from traitlets.config.configurable import Configurable
 
 import jupyter_serving.magics.commands  # noqa: F401 - registers the subcommands
-from jupyter_serving.core.errors import ServingError
+from jupyter_serving.core.errors import NotFoundError, ServingError
 from jupyter_serving.magics import completion, registry
 from jupyter_serving.magics.context import Context
-from jupyter_serving.magics.errors import HelpShown
+from jupyter_serving.magics.errors import HelpShown, did_you_mean
 from jupyter_serving.magics.parsing import split_words
 from jupyter_serving.magics.query import run_query
 
@@ -84,7 +84,15 @@ class ServeMagics(Magics, Configurable):
             words = ["help"]
         command = registry.lookup(words[0])
         opts = command.parse_args(words[1:])
-        return command.run(self._context(local_ns), opts)
+        ctx = self._context(local_ns)
+        try:
+            return command.run(ctx, opts)
+        except NotFoundError as err:
+            name = getattr(opts, "name", None) if command.takes_name else None
+            if not name:
+                raise
+            raise did_you_mean(err, lambda: ctx.client().names(),
+                               lambda new: "%serve " + line.strip().replace(name, new, 1)) from None
 
     @no_var_expand
     @needs_local_scope

@@ -97,21 +97,48 @@ def note(text: str, level: str = "info") -> str:
             f'margin:2px 0;font-size:13px;line-height:1.4">{icon} {esc(text)}</div>')
 
 
-def traffic_bar(split: dict[str, int], colors: dict[str, str], height: int = 18) -> str:
-    """A horizontal stacked bar: one coloured segment per entity, labelled when wide enough."""
+def format_size(size: float | None) -> str:
+    """Bytes in B/KB/MB/GB/TB with 1–3 significant digits: 40_000 -> '40 KB', 3.4e9 -> '3.4 GB'."""
+    if size is None:
+        return "unknown size"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(value) < 999.5:
+            return f"{value:.3g} {unit}"
+        value /= 1000
+    return f"{value:.3g} TB"
+
+
+def format_gb(gb: float | None) -> str:
+    """GPU memory in GB with 1–3 significant digits; '< 0.1 GB' for less (never '0.0 GB')."""
+    if gb is None:
+        return "unknown"
+    return "< 0.1 GB" if gb < 0.1 else f"{gb:.3g} GB"
+
+
+def traffic_bar(split: dict[str, int], colors: dict[str, str], height: int = 18, legend: bool = True) -> str:
+    """A horizontal stacked bar: one coloured segment per entity, labelled inside when wide enough;
+    with `legend`, a line under it names every entity with its share (narrow segments included)."""
     segs = []
     for name, pct in split.items():
         if pct <= 0:
             continue
-        text = f"{esc(name)} {pct}%" if pct >= 18 else (f"{pct}%" if pct >= 6 else "")
+        text = f"{esc(name)} {pct}%" if pct >= 25 else ""
         segs.append(f'<div title="{esc(name)}: {pct}%" style="width:{pct}%;background:{colors.get(name, GREY)};'
                     f'color:white;font-size:11px;line-height:{height}px;text-align:center;overflow:hidden;'
                     f'white-space:nowrap">{text}</div>')
     if not segs:
         segs.append(f'<div style="width:100%;background:#eaeef2;line-height:{height}px;font-size:11px;'
                     f'text-align:center;color:{GREY}">no traffic</div>')
-    return (f'<div style="display:flex;width:100%;min-width:260px;height:{height}px;border-radius:3px;'
-            f'overflow:hidden;border:1px solid #d0d7de">{"".join(segs)}</div>')
+    bar = (f'<div style="display:flex;width:100%;min-width:260px;height:{height}px;border-radius:3px;'
+           f'overflow:hidden;border:1px solid #d0d7de">{"".join(segs)}</div>')
+    if not legend or not split:
+        return bar
+    keys = "".join(f'<span class="jupyter-serving-legend" style="margin-right:10px;white-space:nowrap">'
+                   f'<span style="display:inline-block;width:9px;height:9px;border-radius:2px;'
+                   f'background:{colors.get(name, GREY)};margin-right:4px"></span>{esc(name)} {pct}%</span>'
+                   for name, pct in split.items())
+    return f'<div>{bar}<div style="font-size:11px;color:{GREY};margin-top:2px">{keys}</div></div>'
 
 
 def entity_colors(names: list[str]) -> dict[str, str]:

@@ -36,7 +36,7 @@ from jupyter_serving.widgets._common import (
 )
 from jupyter_serving.widgets.entity_editor import EntityEditor
 from jupyter_serving.widgets.form_checks import endpoint_name_for, name_note_html, validate_form, validation_html
-from jupyter_serving.widgets.gpu_view import gpu_table_html
+from jupyter_serving.widgets.gpu_view import gpu_table_html, gpu_table_title
 from jupyter_serving.widgets.status_panel import StatusPanel
 from jupyter_serving.widgets.traffic_editor import TrafficSliders
 
@@ -84,7 +84,7 @@ class CreateEndpointForm(W.VBox):
             self.entities_box,
             self.add_button,
             self.traffic_box,
-            self.gpu_table,
+            self.gpu_section,
             self.validation,
             W.HBox([self.create_button, self.code_button]),
             self.code,
@@ -109,7 +109,7 @@ class CreateEndpointForm(W.VBox):
             f"models from {esc(getattr(self.catalog, 'description', 'the model registry'))}</div>")
         self.name = W.Text(value=name or "", placeholder="my-endpoint", layout=W.Layout(width="300px"))
         self._explicit_name = bool(name)
-        self.name_note = W.HTML()
+        self.name_note = W.HTML(layout=W.Layout(flex="1 1 auto", width="auto"))
         self.entities_box = W.VBox()
         self.add_button = W.Button(description="Add served entity", icon="plus", layout=W.Layout(width="180px"),
                                    tooltip="Serve another model or version behind the same endpoint")
@@ -117,6 +117,10 @@ class CreateEndpointForm(W.VBox):
         self.traffic_box = W.VBox([W.HTML('<div style="font-weight:600;margin-top:6px">Traffic split</div>'),
                                    self.traffic], layout=W.Layout(display="none"))
         self.gpu_table = W.HTML()
+        # Collapsed until it matters: opened when a GPU type is chosen or the model needs one.
+        self.gpu_section = W.Accordion(children=[self.gpu_table], titles=(gpu_table_title(self.cloud),),
+                                       selected_index=None, layout=W.Layout(margin="6px 0"))
+        self._gpu_opened_for: tuple | None = None
         self.validation = W.HTML()
         self.create_button = W.Button(description="Create", button_style="primary", icon="rocket",
                                       disabled=True, layout=W.Layout(width="140px"))
@@ -281,6 +285,20 @@ class CreateEndpointForm(W.VBox):
         self.gpu_table.value = gpu_table_html(self.cloud, info.size_bytes if info is not None else None,
                                               who=editor.entity_label, chosen=editor.workload_type.value,
                                               recommended=rec.workload_type if rec is not None else None)
+        self._open_gpu_table(editor, rec)
+
+    def _open_gpu_table(self, editor: EntityEditor, rec) -> None:
+        """Open the table once when it matters for `editor` (a GPU type chosen, or the model needs a
+        GPU or fits none); the user may close it again."""
+        from jupyter_serving.core.workloads import find_workload_type
+
+        chosen = find_workload_type(self.cloud, editor.workload_type.value or "CPU")
+        needs_gpu = rec is not None and rec.workload_type != "CPU"
+        reason = (editor.index, editor.workload_type.value) if chosen is not None and chosen.is_gpu else (
+            (editor.index, "needs-gpu") if needs_gpu else None)
+        if reason is not None and reason != self._gpu_opened_for:
+            self.gpu_section.selected_index = 0
+        self._gpu_opened_for = reason
 
     def _toggle_code(self, change) -> None:
         self.code_button.description = "Hide code" if change["new"] else "Show code"
@@ -354,7 +372,7 @@ class CreateEndpointForm(W.VBox):
         status = self.panel.status if self.panel is not None else None
         name = self.name.value.strip()
         if status is not None and status.is_ready and not status.update_failed:
-            self._finish("ready", f"Endpoint '{name}' is READY (config v{status.config_version}).")
+            self._finish("ready", f"Endpoint '{name}' is Ready (config v{status.config_version}).")
         elif status is not None and status.update_failed:
             self._finish("failed", f"Endpoint '{name}' failed to deploy: {status.failure_reason().rstrip('.')}.")
         else:

@@ -9,7 +9,7 @@ import re
 from typing import TYPE_CHECKING
 
 from jupyter_serving.core import rules
-from jupyter_serving.widgets._common import GREEN, RED, note
+from jupyter_serving.widgets._common import GREEN, RED, esc, note
 
 if TYPE_CHECKING:
     from jupyter_serving.widgets.create_form import CreateEndpointForm
@@ -56,13 +56,15 @@ def validate_form(form: CreateEndpointForm) -> list[str]:
 
 
 def name_note_html(form: CreateEndpointForm) -> str:
-    """The badge after the endpoint name: taken, available, or nothing."""
+    """What stands beside the endpoint name: its error (invalid, taken), ✔ available, or nothing."""
     name = form.name.value.strip()
     if form.is_created(name):
         return ""
-    if name and name in form.existing:
-        return f'<span style="color:{RED};font-size:12px">&nbsp;name taken</span>'
-    if name and not any("Endpoint name" in e for e in form.errors):
+    errors = _name_errors(form, name) if name else []
+    if errors:
+        return (f'<span class="jupyter-serving-field-error" style="color:{RED};font-size:12px">'
+                f"&nbsp;✖ {esc(errors[0])}</span>")
+    if name:
         return f'<span style="color:{GREEN};font-size:12px">&nbsp;✔ available</span>'
     return ""
 

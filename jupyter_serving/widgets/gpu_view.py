@@ -10,20 +10,26 @@ from collections.abc import Sequence
 from jupyter_serving.client.catalog import ModelInfo
 from jupyter_serving.core import gpu_fit, rules
 from jupyter_serving.core.workloads import find_workload_type
-from jupyter_serving.widgets._common import BLUE, GREEN, GREY, RED, esc, note, table
+from jupyter_serving.widgets._common import BLUE, GREEN, GREY, RED, esc, format_gb, format_size, note, table
+
+
+def _need(gb: float) -> str:
+    """'≈ 18 GB', or '< 0.1 GB' for a small model."""
+    text = format_gb(gb)
+    return text if text.startswith("<") else f"≈ {text}"
 
 
 def _facts_html(cloud: str, info: ModelInfo, workload_type: str,
                 rec: gpu_fit.Recommendation | None) -> str:
     flavors = ", ".join(f for f in info.flavors if f != "python_function") or "pyfunc"
-    facts = (f"Model artifacts: <b>{esc(gpu_fit.format_bytes(info.size_bytes))}</b> · flavor {esc(flavors)}"
+    facts = (f"Model artifacts: <b>{esc(format_size(info.size_bytes))}</b> · flavor {esc(flavors)}"
              if info.size_bytes is not None else
              f"Model artifacts: size unknown ({esc(info.error or 'not readable')})")
     needed = gpu_fit.needed_gpu_memory_gb(info.size_bytes)
     chosen = find_workload_type(cloud, workload_type)
     on_gpu = (chosen is not None and chosen.is_gpu) or bool(rec and rec.workload_type != "CPU")
     if needed is not None and on_gpu:
-        facts += f" · needs ≈ {needed:.1f} GB of GPU memory"
+        facts += f" · needs {_need(needed)} of GPU memory"
     return f'<div style="font-size:13px">{facts}</div>'
 
 
@@ -86,10 +92,15 @@ def _fit_row(fit: gpu_fit.Fit, chosen: str | None, recommended: str | None) -> l
         f"<code>{name}</code>" if wt.name != chosen else f"<b><code>{name}</code></b> ◀ chosen",
         esc(wt.gpu or "–"),
         str(wt.gpu_count) if wt.is_gpu else "–",
-        f"{wt.gpu_memory_gb} GB" if wt.is_gpu else "–",
-        f"{fit.usable_gb:.1f} GB" if wt.is_gpu else "–",
+        f"{wt.gpu_memory_gb:g} GB" if wt.is_gpu else "–",
+        format_gb(fit.usable_gb) if wt.is_gpu else "–",
         _verdict(fit),
     ]
+
+
+def gpu_table_title(cloud: str) -> str:
+    """The title of the (collapsible) workload-type table."""
+    return f"Workload types on {cloud.upper()}: GPU memory and fit"
 
 
 def gpu_table_html(cloud: str, size_bytes: int | None, *, who: str = "", chosen: str | None = None,
@@ -101,11 +112,10 @@ def gpu_table_html(cloud: str, size_bytes: int | None, *, who: str = "", chosen:
     styles = ["background:#ddf4ff" if fit.workload.name == chosen else "" for fit in fits]
     if size_bytes is not None:
         needed = gpu_fit.needed_gpu_memory_gb(size_bytes)
-        need = "< 0.1 GB" if needed < 0.1 else f"≈ {needed:.1f} GB"
-        sub = (f"for <b>{esc(who)}</b>: artifacts {esc(gpu_fit.format_bytes(size_bytes))} → needs {need} "
+        need = _need(needed)
+        sub = (f"for <b>{esc(who)}</b>: artifacts {esc(format_size(size_bytes))} → needs {need} "
                f"(× {gpu_fit.OVERHEAD_FACTOR}); usable = GPU memory − {gpu_fit.HEADROOM:.0%} headroom")
     else:
         sub = f"for <b>{esc(who)}</b>: artifact size not known yet"
-    return (f'<div style="font-weight:600;margin-top:8px">Workload types on {esc(cloud.upper())}</div>'
-            f'<div style="color:{GREY};font-size:12px">{sub}</div>'
+    return (f'<div style="color:{GREY};font-size:12px">{sub}</div>'
             + table(["Workload type", "GPU", "GPUs", "GPU memory", "Usable", "Fits the model?"], rows, styles))

@@ -3,8 +3,10 @@
 Polls GET in a thread (never the kernel's): other cells run while it updates. Shows the endpoint
 state, the update state, config version, every served entity's deployment state and message, the
 pending config, and after a failure the tail of the failed entity's build logs. Polling backs off
-(×1.5 per poll up to the client's `poll_max_interval`) and stops when the endpoint settles, when
-"Stop" is clicked, or when the widget is closed. `%serve status NAME --watch` renders it.
+(×1.5 per poll up to the client's `poll_max_interval`) and stops when `until(status)` holds (by
+default: the endpoint settles; `until=None` keeps watching), after `timeout`, when "Stop" is
+clicked, or when the widget is closed; it then says when and why (`reason`).
+`%serve status NAME --watch` renders it.
 """
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ from traitlets import Bool, Int, Unicode
 from jupyter_serving.core.errors import NotFoundError, ServingError
 from jupyter_serving.core.status import (
     EndpointStatus,
+    deployment_word,
     describe_entity_model,
     describe_workload,
     traffic_of,
+    watched_text,
 )
 from jupyter_serving.widgets._common import (
     AMBER,
@@ -39,21 +43,24 @@ from jupyter_serving.widgets._common import (
 )
 
 LOG_TAIL_LINES = 20
+
+
+def _until_settled(status: EndpointStatus) -> bool:  # the default `until`
+    return status.is_settled
+
 DEPLOYMENT_COLORS = {"DEPLOYMENT_READY": GREEN, "DEPLOYMENT_CREATING": AMBER, "DEPLOYMENT_RECOVERING": AMBER,
                      "DEPLOYMENT_FAILED": RED, "DEPLOYMENT_ABORTED": RED}
 
 
 def state_badge(status: EndpointStatus) -> str:
+    """One badge in the Serving UI's words: 'Ready', 'Not ready (Updating)', 'Ready (Update failed)'..."""
     if status.is_stopped:
-        return badge("STOPPED", GREY)
-    color = GREEN if status.ready == "READY" else (AMBER if status.is_updating else RED)
-    return badge(status.ready or "UNKNOWN", color)
-
-
-def update_badge(status: EndpointStatus) -> str:
-    cu = status.config_update or "UNKNOWN"
-    color = {"NOT_UPDATING": GREEN, "IN_PROGRESS": AMBER}.get(cu, RED)
-    return badge(cu, color)
+        color = GREY
+    elif status.update_failed:
+        color = RED
+    else:
+        color = AMBER if status.is_updating else (GREEN if status.ready == "READY" else RED)
+    return badge(status.state if status.ready or status.is_stopped else "Unknown", color)
 
 
 def _entities_table(entities: list[dict], traffic: dict[str, int]) -> str:
@@ -67,7 +74,7 @@ def _entities_table(entities: list[dict], traffic: dict[str, int]) -> str:
             esc(describe_entity_model(e)),
             esc(describe_workload(e)),
             f"{traffic[e['name']]}%" if e.get("name") in traffic else "–",
-            f'<span style="color:{color};font-weight:600">{esc(dep.replace("DEPLOYMENT_", "") or "–")}</span>',
+            f'<span style="color:{color};font-weight:600">{esc(deployment_word(dep) or "–")}</span>',
             esc(st.get("deployment_state_message") or ""),
         ])
     return table(["Entity", "Model", "Workload", "Traffic", "Deployment", "Message"], rows)
@@ -77,13 +84,10 @@ def _header_html(status: EndpointStatus, elapsed: float | None, polling: bool) -
     meta = []
     if status.config_version is not None:
         meta.append(f"config version <b>{esc(str(status.config_version))}</b>")
-    if polling:
-        meta.append("⟳ watching" + (f" · {elapsed:.0f} s" if elapsed is not None else ""))
-    elif elapsed is not None:
-        meta.append(f"checked after {elapsed:.0f} s")
+    if polling or elapsed is not None:
+        meta.append(("⟳ " if polling else "") + watched_text(elapsed, polling))
     return (f'<div style="display:flex;gap:10px;align-items:center;flex-wrap:wrap;font-size:14px">'
             f'<b style="font-size:15px">{esc(status.name)}</b> {state_badge(status)}'
-            f'<span style="color:{GREY}">update</span> {update_badge(status)}'
             f'<span style="color:{GREY}">{" · ".join(meta)}</span></div>')
 
 
@@ -132,7 +136,8 @@ def _logs_html(logs: str, entity: str | None) -> list[str]:
 
 
 def render_status(status: EndpointStatus, *, elapsed: float | None = None, polling: bool = False,
-                  logs: str | None = None, logs_entity: str | None = None, error: str = "") -> str:
+                  logs: str | None = None, logs_entity: str | None = None, error: str = "",
+                  reason: str = "") -> str:
     """The panel's HTML for one GET (pure, so it can be tested and reused)."""
     parts = [_header_html(status, elapsed, polling), *_configs_html(status)]
     outcome = _outcome_note(status)
@@ -142,6 +147,8 @@ def render_status(status: EndpointStatus, *, elapsed: float | None = None, polli
         parts += _logs_html(logs, logs_entity)
     if error:
         parts.append(note(error, "warning"))
+    if reason:
+        parts.append(note(reason, "info"))
     return "\n".join(parts)
 
 
@@ -159,8 +166,12 @@ class StatusPanel(W.VBox):
 
     def __init__(self, name: str, client: Any = None, *, start: bool = True, interval: float = 0.5,
                  max_interval: float | None = None, timeout: float = 3600.0, title: str | None = None,
-                 initial: EndpointStatus | None = None, **kwargs):
+                 initial: EndpointStatus | None = None, until: Any = _until_settled, until_text: str = "",
+                 **kwargs):
         self.name = name
+        self.until = until  # stop watching once until(status) holds; None: until closed or stopped
+        self.until_text = until_text or ("no update is running" if until is _until_settled else "the condition holds")
+        self.reason = ""  # when and why watching stopped
         self.client = resolve_client(client)
         self.interval = float(interval)
         self.max_interval = float(max_interval if max_interval is not None
@@ -196,6 +207,7 @@ class StatusPanel(W.VBox):
                 return
             self._stop = threading.Event()
             self._started_at = time.monotonic()
+            self.reason = ""
             self.polling = True
             self.stop_button.disabled = False
             self._thread = threading.Thread(target=self._run, args=(self._stop,), daemon=True,
@@ -221,6 +233,7 @@ class StatusPanel(W.VBox):
     # -- polling ------------------------------------------------------------------------------------
     def _run(self, stop: threading.Event) -> None:
         interval = self.interval
+        fetched = False  # the failed entity's build logs, once per watch
         try:
             while not stop.is_set():
                 elapsed = time.monotonic() - self._started_at
@@ -239,20 +252,25 @@ class StatusPanel(W.VBox):
                 else:
                     self.error = ""
                     self._update(status, elapsed)
-                    if status.is_settled:
-                        if status.update_failed or status.failed_entity():
-                            self._fetch_logs(status)
+                    if status.is_settled and (status.update_failed or status.failed_entity()) and not fetched:
+                        self._fetch_logs(status)
+                        fetched = True
+                    if self.until is not None and self.until(status):
+                        self.reason = f"Stopped watching after {elapsed:.0f} s: {self.until_text}."
                         self._render(status, elapsed, polling=False)
                         return
                 if elapsed >= self.timeout:
-                    self.error = f"Stopped watching after {self.timeout:.0f} s; the endpoint is still updating."
+                    still = "; the endpoint is still updating" if self.status and self.status.is_updating else ""
+                    self.error = self.reason = f"Stopped watching after {self.timeout:.0f} s (the timeout){still}."
                     self._render(self.status, elapsed, polling=False)
                     return
                 if stop.wait(interval):
                     break
                 interval = min(interval * 1.5, self.max_interval)
+            elapsed = time.monotonic() - self._started_at
+            self.reason = self.reason or f"Stopped watching after {elapsed:.0f} s (stopped by hand)."
             if self.status is not None:
-                self._render(self.status, time.monotonic() - self._started_at, polling=False)
+                self._render(self.status, elapsed, polling=False)
         finally:
             self.polling = False
             self.stop_button.disabled = True
@@ -271,7 +289,8 @@ class StatusPanel(W.VBox):
         entity = status.failed_entity()
         self.body.value = render_status(status, elapsed=elapsed, polling=polling,
                                         logs=self.logs if self.logs or entity else None,
-                                        logs_entity=entity, error=self.error)
+                                        logs_entity=entity, error=self.error,
+                                        reason="" if polling or self.reason == self.error else self.reason)
 
     def _fetch_logs(self, status: EndpointStatus) -> None:
         entity = status.failed_entity() or (status.pending_entities or status.entities or [{}])[0].get("name")

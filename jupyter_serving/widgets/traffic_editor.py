@@ -16,7 +16,7 @@ import ipywidgets as W
 from traitlets import Int, List, Unicode
 
 from jupyter_serving.core import traffic_split
-from jupyter_serving.core.errors import ServingError
+from jupyter_serving.core.errors import NotFoundError, ServingError
 from jupyter_serving.core.status import EndpointStatus, describe_entity_model
 from jupyter_serving.widgets._common import (
     BOX_STYLE,
@@ -37,6 +37,7 @@ class TrafficSliders(W.VBox):
     while others move."""
 
     values = List(Int())
+    notice = Unicode("", help="why the last move was limited (a locked share), or ''")
 
     def __init__(self, names: Sequence[str], values: Sequence[int] | None = None,
                  info: Sequence[str] | None = None, label_width: str = "170px", **kwargs):
@@ -47,6 +48,7 @@ class TrafficSliders(W.VBox):
         self.labels: list[W.HTML] = []
         self.infos: list[W.HTML] = []
         self.label_width = label_width
+        self.notice_box = W.HTML()
         super().__init__(**kwargs)
         self.set_names(names, values, info)
 
@@ -95,7 +97,7 @@ class TrafficSliders(W.VBox):
                 self.infos.append(info_label)
                 rows.append(W.HBox([name_label, slider, W.HTML('<span style="color:#57606a">%</span>'), lock,
                                     info_label], layout=W.Layout(align_items="center")))
-            self.children = rows
+            self.children = [*rows, self.notice_box]
         self._names = names
         for i, name in enumerate(names):
             self.labels[i].value = (f'<span style="display:inline-block;width:10px;height:10px;border-radius:2px;'
@@ -123,8 +125,21 @@ class TrafficSliders(W.VBox):
         if self._guard:
             return
         index = self.sliders.index(change["owner"])
-        locked = [i for i, lock in enumerate(self.locks) if lock.value]
-        self._assign(traffic_split.rebalance(self.values, index, change["new"], locked))
+        locked = [i for i, lock in enumerate(self.locks) if lock.value and i != index]
+        values = traffic_split.rebalance(self.values, index, change["new"], locked)
+        self._assign(values)
+        self._explain(index, change["new"], values[index], locked)
+
+    def _explain(self, index: int, wanted: int, got: int, locked: list[int]) -> None:
+        """Say why a share did not take the value asked for (the locked shares), or clear that."""
+        if got == wanted or not locked:
+            self.notice = ""
+        else:
+            held = [f"{self._names[i]} is locked at {self.values[i]} %" for i in locked]
+            them = "it" if len(locked) == 1 else "them"
+            self.notice = (f"{', '.join(held)}: unlock {them} to give "
+                           f"{'more' if wanted > got else 'less'} than {got} % here")
+        self.notice_box.value = note(self.notice, "warning") if self.notice else ""
 
 
 class TrafficEditor(W.VBox):
@@ -200,6 +215,8 @@ class TrafficEditor(W.VBox):
         self._changed()
 
     def _edited(self) -> None:
+        if self.state == "deleted":
+            return
         if self.state in ("applied", "failed"):
             self.state = "editing"
         self._changed()
@@ -220,6 +237,11 @@ class TrafficEditor(W.VBox):
                 f'<span style="color:{GREY}">New</span>{traffic_bar(new, colors)}</div>')
         self.compare.value = (f'<div style="display:flex;gap:24px;align-items:flex-start;flex-wrap:wrap">'
                               f'{table(["Entity", "Current", "New", "Change"], rows)}<div>{bars}</div></div>')
+        if self.state == "deleted":
+            for control in (self.apply_button, self.reset_button, self.even_button, self.reload_button,
+                            *self.sliders.sliders, *self.sliders.locks):
+                control.disabled = True
+            return
         busy = self.state == "applying"
         blocked = self.status.is_updating or self.status.is_stopped
         self.apply_button.disabled = busy or blocked or new == self.current or len(self.current) < 2
@@ -230,7 +252,7 @@ class TrafficEditor(W.VBox):
     # -- actions ------------------------------------------------------------------------------------
     def apply(self) -> None:
         """Send the new split from a background thread; follow the update until it settles."""
-        if self.state == "applying":
+        if self.state in ("applying", "deleted"):
             return
         split = self.new_split
         self.state = "applying"
@@ -250,6 +272,8 @@ class TrafficEditor(W.VBox):
     def _apply(self, split: dict[str, int]) -> None:
         try:
             status = self.client.set_traffic(self.name, split, wait=True, on_progress=self._progress)
+        except NotFoundError as err:
+            self._gone(err)
         except Exception as err:  # noqa: BLE001 - shown in the widget
             self._failed(err, split)
         else:
@@ -262,12 +286,23 @@ class TrafficEditor(W.VBox):
             self._changed()
             self.pending -= 1
 
+    def _gone(self, err: BaseException) -> None:
+        """The endpoint no longer exists: this editor stays on screen, disabled, and says so."""
+        self.message = (f"Endpoint '{self.name}' no longer exists ({message_of(err)}): this editor is "
+                        "disabled. Create the endpoint again and run %serve traffic for a new editor.")
+        self.state = "deleted"
+        self.progress.value = note(self.message, "error")
+        self._changed()
+
     def _failed(self, err: BaseException, split: dict[str, int]) -> None:
         still = None
         try:
             status = self.client.get(self.name)
             still = status.traffic
             self.status = status
+        except NotFoundError as gone:
+            self._gone(gone)
+            return
         except ServingError:
             pass
         serving = traffic_split.describe(still if still is not None else self.current)
@@ -281,6 +316,8 @@ class TrafficEditor(W.VBox):
         def run():
             try:
                 status = self.client.get(self.name)
+            except NotFoundError as err:
+                self._gone(err)
             except Exception as err:  # noqa: BLE001
                 self.progress.value = note(message_of(err), "error")
             else:

@@ -3,7 +3,7 @@
  * served entities with their traffic, pending update, message, error and the action buttons.
  * What the card says comes from the pure helpers in `./model`.
  */
-import { deleteIcon, LabIcon, runIcon, stopIcon } from '@jupyterlab/ui-components';
+import { copyIcon, deleteIcon, LabIcon, runIcon, stopIcon } from '@jupyterlab/ui-components';
 
 import { h, iconNode } from './dom';
 import {
@@ -23,7 +23,11 @@ export interface ICardActions {
   start(name: string): void;
   stop(name: string): void;
   openStatus(name: string): void;
+  openTraffic(name: string): void;
+  openLogs(name: string): void;
   insertQuery(name: string): void;
+  copyCurl(name: string): void;
+  copyPython(name: string): void;
   delete(name: string): void;
 }
 
@@ -70,6 +74,7 @@ export function renderCard(
     meta,
     renderEntities(ep.entities, 'jp-ServingEndpoint-entities')
   );
+  card.append(renderUrl(ep, actions));
   const pending = pendingLabel(ep);
   if (pending !== null) {
     card.append(h('div', { class: 'jp-ServingEndpoint-pending' }, pending));
@@ -99,8 +104,8 @@ export function renderEntities(entities: IEntity[], className: string): HTMLElem
         h(
           'span',
           { class: 'jp-ServingEntity-model', role: 'cell', title: view.title },
-          h('span', { class: 'jp-ServingEntity-name' }, view.leaf),
-          view.version ? h('span', { class: 'jp-ServingEntity-version' }, view.version) : null
+          h('span', { class: 'jp-ServingEntity-name' }, view.name),
+          view.detail ? h('span', { class: 'jp-ServingEntity-version' }, view.detail) : null
         ),
         h(
           'span',
@@ -142,6 +147,34 @@ function button(
   return node;
 }
 
+function renderUrl(ep: IEndpoint, actions: ICardActions): HTMLElement {
+  const states = actionStates(ep, false);
+  const name = ep.name;
+  return h(
+    'div',
+    { class: 'jp-ServingEndpoint-urlRow' },
+    h(
+      'span',
+      { class: 'jp-ServingEndpoint-url', title: ep.url || 'URL not known' },
+      ep.url || 'URL not known'
+    ),
+    button(
+      'copy-curl',
+      'curl',
+      { ...states.copy, title: 'Copy as curl ($DATABRICKS_TOKEN)' },
+      copyIcon,
+      () => actions.copyCurl(name)
+    ),
+    button(
+      'copy-python',
+      'Python',
+      { ...states.copy, title: 'Copy as Python (databricks-sdk)' },
+      copyIcon,
+      () => actions.copyPython(name)
+    )
+  );
+}
+
 function renderButtons(ep: IEndpoint, busy: boolean, actions: ICardActions): HTMLElement {
   const states = actionStates(ep, busy);
   const name = ep.name;
@@ -154,6 +187,8 @@ function renderButtons(ep: IEndpoint, busy: boolean, actions: ICardActions): HTM
     { class: 'jp-ServingEndpoint-actions' },
     toggle,
     button('status', 'Status', states.status, null, () => actions.openStatus(name)),
+    button('traffic', 'Traffic', states.traffic, null, () => actions.openTraffic(name)),
+    button('logs', 'Logs', states.logs, null, () => actions.openLogs(name)),
     button('query', 'Query', states.query, null, () => actions.insertQuery(name)),
     h('span', { class: 'jp-ServingEndpoint-spacer' }),
     button('delete', '', states.delete, deleteIcon, () => actions.delete(name))

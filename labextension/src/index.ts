@@ -2,10 +2,10 @@
  * jupyter-serving: a "Model Serving" sidebar for JupyterLab.
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { ICommandPalette } from '@jupyterlab/apputils';
+import { Clipboard, ICommandPalette } from '@jupyterlab/apputils';
 import { LabIcon } from '@jupyterlab/ui-components';
 
-import { statusCell } from './model';
+import { logsCell, statusCell, trafficCell } from './model';
 import { insertCell } from './notebook';
 import { ServingPanel } from './panel';
 import { queryTemplate } from './request';
@@ -24,6 +24,8 @@ namespace CommandIDs {
   export const open = 'jupyter-serving:open';
   export const refresh = 'jupyter-serving:refresh';
   export const openStatus = 'jupyter-serving:open-status';
+  export const openTraffic = 'jupyter-serving:open-traffic';
+  export const openLogs = 'jupyter-serving:open-logs';
   export const insertQuery = 'jupyter-serving:insert-query-cell';
 }
 
@@ -41,7 +43,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const { commands } = app;
     const panel = new ServingPanel({
       openStatus: name => commands.execute(CommandIDs.openStatus, { name }) as Promise<void>,
-      insertQueryCell: name => commands.execute(CommandIDs.insertQuery, { name }) as Promise<void>
+      openTraffic: name => commands.execute(CommandIDs.openTraffic, { name }) as Promise<void>,
+      openLogs: name => commands.execute(CommandIDs.openLogs, { name }) as Promise<void>,
+      insertQueryCell: name => commands.execute(CommandIDs.insertQuery, { name }) as Promise<void>,
+      copy: async text => {
+        try {
+          await navigator.clipboard.writeText(text);
+        } catch {
+          Clipboard.copyToSystem(text); // no clipboard permission: the execCommand fallback
+        }
+      }
     });
     panel.title.icon = servingIcon;
     app.shell.add(panel, 'left', { rank: 850 });
@@ -64,6 +75,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: async args => {
         const name = args['name'] as string;
         await insertCell(app, statusCell(name), true);
+      }
+    });
+    commands.addCommand(CommandIDs.openTraffic, {
+      label: args => `Edit Traffic of ${(args['name'] as string) || 'Endpoint'}`,
+      caption: 'Insert and run `%serve traffic NAME` in the active notebook',
+      execute: async args => {
+        await insertCell(app, trafficCell(args['name'] as string), true);
+      }
+    });
+    commands.addCommand(CommandIDs.openLogs, {
+      label: args => `Show Logs of ${(args['name'] as string) || 'Endpoint'}`,
+      caption: 'Insert and run `%serve logs NAME` in the active notebook',
+      execute: async args => {
+        await insertCell(app, logsCell(args['name'] as string), true);
       }
     });
     commands.addCommand(CommandIDs.insertQuery, {

@@ -36,6 +36,8 @@ export interface IEndpoint {
   entities: IEntity[];
   pending: { config_version: number | string | null; entities: IEntity[] } | null;
   message: string;
+  /** The invocation URL (`{host}/serving-endpoints/NAME/invocations`), or null when unknown. */
+  url?: string | null;
 }
 
 export interface IEndpointList {
@@ -164,7 +166,7 @@ export function pollInterval(endpoints: readonly IEndpoint[], actionsInFlight: n
 // Formatting
 
 /** What the user is waiting on for one endpoint, shown in place of its badge. */
-export type Busy = 'stopping' | 'starting' | 'deleting' | 'inserting' | 'opening';
+export type Busy = 'stopping' | 'starting' | 'deleting' | 'inserting' | 'opening' | 'copying';
 
 /** "just now", "5 min ago", "3 h ago", "2 d ago", then the date; '' without a time. */
 export function relativeTime(ms: number | null, now = Date.now()): string {
@@ -234,6 +236,10 @@ export function workloadLabel(entity: IEntity): string {
 }
 
 export interface IEntityView {
+  /** The served entity's name ("iris-1"): what the traffic split and the logs call it. */
+  name: string;
+  /** What it serves, secondary: "iris v3" (the model's last dotted part and its version). */
+  detail: string;
   /** The last dotted part of the model name ("iris" for "main.default.iris"). */
   leaf: string;
   /** "v3", or '' without a version. */
@@ -249,9 +255,14 @@ export interface IEntityView {
 
 export function entityView(e: IEntity): IEntityView {
   const full = e.entity_name || e.model || e.name;
+  const leaf = full.split('.').pop() || full;
+  const version = e.entity_version ? `v${e.entity_version}` : '';
+  const detail = [leaf, version].filter(Boolean).join(' ');
   return {
-    leaf: full.split('.').pop() || full,
-    version: e.entity_version ? `v${e.entity_version}` : '',
+    name: e.name || leaf,
+    detail: detail === e.name ? '' : detail,
+    leaf,
+    version,
     title: `${e.model || full} (served entity ${e.name})`,
     workload: workloadLabel(e),
     traffic: e.traffic === null || e.traffic === undefined ? '' : `${e.traffic}%`,
@@ -276,7 +287,10 @@ export interface IActionStates {
   /** Start for a stopped endpoint, stop otherwise. */
   toggle: IButtonState & { action: 'start' | 'stop' };
   status: IButtonState;
+  traffic: IButtonState;
+  logs: IButtonState;
   query: IButtonState;
+  copy: IButtonState;
   delete: IButtonState;
 }
 
@@ -298,9 +312,18 @@ export function actionStates(ep: IEndpoint, busy: boolean): IActionStates {
       title: `Open status: run %serve status ${ep.name} --watch in the notebook`,
       disabled: busy
     },
+    traffic: {
+      title: `Traffic: run %serve traffic ${ep.name} in the notebook (edit the split)`,
+      disabled: busy || ep.entities.length === 0
+    },
+    logs: { title: `Logs: run %serve logs ${ep.name} in the notebook`, disabled: busy },
     query: {
       title: `Insert query cell: a %%query ${ep.name} cell with a request template`,
       disabled: busy || stopped
+    },
+    copy: {
+      title: ep.url ? `Copy a request to ${ep.url}` : 'The endpoint URL is not known',
+      disabled: !ep.url
     },
     delete: { title: `Delete ${ep.name}${noRight}`, disabled: busy || !manage }
   };
@@ -309,6 +332,129 @@ export function actionStates(ep: IEndpoint, busy: boolean): IActionStates {
 /** The cell that "Open status" inserts and runs. */
 export function statusCell(name: string): string {
   return `%serve status ${name} --watch`;
+}
+
+/** The cell that "Traffic" inserts and runs (the traffic editor). */
+export function trafficCell(name: string): string {
+  return `%serve traffic ${name}`;
+}
+
+/** The cell that "Logs" inserts and runs. */
+export function logsCell(name: string): string {
+  return `%serve logs ${name}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Panel states and copied snippets
+
+export interface IPanelView {
+  loading: boolean;
+  error: boolean;
+  list: boolean;
+  empty: boolean;
+}
+
+/** What the panel shows: an error hides the list and the "no endpoints" hint (only Retry remains). */
+export function panelView(hasData: boolean, count: number, hasError: boolean): IPanelView {
+  return {
+    loading: !hasData && !hasError,
+    error: hasError,
+    list: hasData && !hasError,
+    empty: hasData && !hasError && count === 0
+  };
+}
+
+/** A shell single-quoted string ('it'\''s'). */
+function shellQuote(text: string): string {
+  return `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+/** A curl command for the endpoint: the token from `$DATABRICKS_TOKEN`, never the real one. */
+export function curlCommand(url: string, body: unknown): string {
+  return [
+    `curl -X POST ${shellQuote(url)} \\`,
+    `  -H "Authorization: Bearer $DATABRICKS_TOKEN" \\`,
+    `  -H 'Content-Type: application/json' \\`,
+    `  -d ${shellQuote(JSON.stringify(body ?? {}))}`
+  ].join('\n');
+}
+
+/** A JSON value as a Python literal (True/False/None, JSON strings are valid Python strings). */
+export function pyLiteral(value: unknown): string {
+  if (value === null || value === undefined) {
+    return 'None';
+  }
+  if (typeof value === 'boolean') {
+    return value ? 'True' : 'False';
+  }
+  if (Array.isArray(value)) {
+    return `[${value.map(pyLiteral).join(', ')}]`;
+  }
+  if (typeof value === 'object') {
+    const items = Object.entries(value as Record<string, unknown>).map(
+      ([k, v]) => `${JSON.stringify(k)}: ${pyLiteral(v)}`
+    );
+    return `{${items.join(', ')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+const QUERY_ARGS = new Set([
+  'dataframe_records',
+  'inputs',
+  'instances',
+  'input',
+  'messages',
+  'prompt'
+]);
+
+/**
+ * Python for the endpoint with databricks-sdk (no openai): `WorkspaceClient().serving_endpoints
+ * .query(...)`, the request body's fields as its keyword arguments. Host and token come from the
+ * environment (DATABRICKS_HOST / DATABRICKS_TOKEN) or ~/.databrickscfg.
+ */
+export function pythonSnippet(name: string, body: unknown, host?: string | null): string {
+  const fields = body && typeof body === 'object' ? (body as Record<string, unknown>) : {};
+  const args = [`name=${JSON.stringify(name)}`];
+  const skipped: string[] = [];
+  let split = false;
+  for (const [key, value] of Object.entries(fields)) {
+    if (key === 'dataframe_split') {
+      split = true;
+      args.push(`dataframe_split=DataframeSplitInput.from_dict(${pyLiteral(value)})`);
+    } else if (QUERY_ARGS.has(key)) {
+      args.push(`${key}=${pyLiteral(value)}`);
+    } else {
+      skipped.push(key);
+    }
+  }
+  const lines = ['from databricks.sdk import WorkspaceClient'];
+  if (split) {
+    lines.push('from databricks.sdk.service.serving import DataframeSplitInput');
+  }
+  lines.push(
+    '',
+    host
+      ? `w = WorkspaceClient(host=${JSON.stringify(host)})  # token: DATABRICKS_TOKEN or ~/.databrickscfg`
+      : 'w = WorkspaceClient()  # host and token: DATABRICKS_HOST / DATABRICKS_TOKEN or ~/.databrickscfg'
+  );
+  if (skipped.length) {
+    lines.push(`# not query() arguments, left out: ${skipped.join(', ')}`);
+  }
+  lines.push(
+    `response = w.serving_endpoints.query(${args.join(', ')})`,
+    'print(response.as_dict())'
+  );
+  return lines.join('\n');
+}
+
+/** The workspace URL of an invocation URL ("https://h/serving-endpoints/x/invocations" -> "https://h"). */
+export function hostOf(url: string | null | undefined): string | null {
+  if (!url) {
+    return null;
+  }
+  const at = url.indexOf('/serving-endpoints/');
+  return at > 0 ? url.slice(0, at) : null;
 }
 
 /**

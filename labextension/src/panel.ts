@@ -14,20 +14,35 @@ import {
   backendLabel,
   Busy,
   cardKey,
+  curlCommand,
   errorKind,
+  hostOf,
   IDLE_INTERVAL,
   IEndpointList,
   MAX_BACKOFF,
+  panelView,
   pollInterval,
+  pythonSnippet,
   relativeTime
 } from './model';
-import { deleteEndpoint, listEndpoints, requestAPI, startEndpoint, stopEndpoint } from './request';
+import {
+  deleteEndpoint,
+  listEndpoints,
+  queryTemplate,
+  requestAPI,
+  startEndpoint,
+  stopEndpoint
+} from './request';
 
 export { relativeTime } from './model';
 
 export interface IServingPanelActions {
   openStatus(name: string): Promise<void>;
+  openTraffic(name: string): Promise<void>;
+  openLogs(name: string): Promise<void>;
   insertQueryCell(name: string): Promise<void>;
+  /** Put `text` on the clipboard. */
+  copy(text: string): Promise<void> | void;
 }
 
 export class ServingPanel extends Widget {
@@ -149,7 +164,9 @@ export class ServingPanel extends Widget {
   }
 
   private _render(): void {
-    this._loadingNode.hidden = this._data !== null || this._error !== null;
+    const view = panelView(this._data !== null, this._data?.endpoints.length ?? 0, !!this._error);
+    this._loadingNode.hidden = !view.loading;
+    this._listNode.hidden = !view.list;
     if (this._error) {
       this._errorText.textContent = this._error.message;
       this._errorText.title = this._error.message;
@@ -167,7 +184,7 @@ export class ServingPanel extends Widget {
     }
     this._backendNode.textContent = backendLabel(data.backend);
     this._backendNode.title = `Endpoints of ${data.backend}`;
-    this._emptyNode.hidden = data.endpoints.length > 0;
+    this._emptyNode.hidden = !view.empty;
 
     const now = Date.now();
     const seen = new Set<string>();
@@ -231,6 +248,29 @@ export class ServingPanel extends Widget {
     }
   }
 
+  /** Copy a request to endpoint `name` (its body: the schema's query template). */
+  private async _copy(name: string, kind: 'curl' | 'python'): Promise<void> {
+    const ep = this._data?.endpoints.find(e => e.name === name);
+    if (!ep?.url) {
+      return;
+    }
+    const url = ep.url;
+    await this._withBusy(name, 'copying', async () => {
+      const template = await queryTemplate(name)
+        .then(t => t.template)
+        .catch(() => ({ inputs: [] }));
+      const text =
+        kind === 'curl' ? curlCommand(url, template) : pythonSnippet(name, template, hostOf(url));
+      this._copied = text;
+      await this._actions.copy(text);
+    });
+  }
+
+  /** The last text a Copy button put on the clipboard (for tests). */
+  get copied(): string {
+    return this._copied;
+  }
+
   private async _delete(name: string): Promise<void> {
     const result = await showDialog({
       title: 'Delete serving endpoint',
@@ -247,8 +287,13 @@ export class ServingPanel extends Widget {
     start: name => void this._act(name, 'starting', () => startEndpoint(name)),
     stop: name => void this._act(name, 'stopping', () => stopEndpoint(name)),
     openStatus: name => void this._withBusy(name, 'opening', () => this._actions.openStatus(name)),
+    openTraffic: name =>
+      void this._withBusy(name, 'opening', () => this._actions.openTraffic(name)),
+    openLogs: name => void this._withBusy(name, 'opening', () => this._actions.openLogs(name)),
     insertQuery: name =>
       void this._withBusy(name, 'inserting', () => this._actions.insertQueryCell(name)),
+    copyCurl: name => void this._copy(name, 'curl'),
+    copyPython: name => void this._copy(name, 'python'),
     delete: name => void this._delete(name)
   };
   private readonly _backendNode: HTMLElement;
@@ -265,4 +310,5 @@ export class ServingPanel extends Widget {
   private _error: Error | null = null;
   private _reconnect = false;
   private _configured = '';
+  private _copied = '';
 }

@@ -11,6 +11,13 @@ import {
   BUSY_INTERVAL,
   cardKey,
   configLabel,
+  curlCommand,
+  hostOf,
+  logsCell,
+  panelView,
+  pyLiteral,
+  pythonSnippet,
+  trafficCell,
   endpointPath,
   entityView,
   errorKind,
@@ -155,6 +162,8 @@ describe('labels', () => {
 describe('entityView', () => {
   it('shows the last part of the model name, its version and traffic', () => {
     assert.deepEqual(entityView(entity()), {
+      name: 'iris-1',
+      detail: 'iris v3',
       leaf: 'iris',
       version: 'v3',
       title: 'main.default.iris (served entity iris-1)',
@@ -320,5 +329,78 @@ describe('requests', () => {
       'AuthenticationError'
     );
     assert.equal(errorKind(new TypeError('x')), 'Error');
+  });
+});
+
+describe('UX round: the sidebar', () => {
+  it('names a row by its served entity, with model and version secondary', () => {
+    const view = entityView(entity());
+    assert.equal(view.name, 'iris-1');
+    assert.equal(view.detail, 'iris v3');
+    // no model: the entity name alone, not repeated
+    const bare = entityView(entity({ entity_name: null, model: '', entity_version: null }));
+    assert.equal(bare.name, 'iris-1');
+    assert.equal(bare.detail, '');
+  });
+
+  it('shows only the error (with Retry) when the backend is down', () => {
+    assert.deepEqual(panelView(true, 0, true), {
+      loading: false,
+      error: true,
+      list: false,
+      empty: false
+    });
+    assert.deepEqual(panelView(false, 0, true).empty, false);
+    assert.deepEqual(panelView(true, 0, false), {
+      loading: false,
+      error: false,
+      list: true,
+      empty: true
+    });
+    assert.equal(panelView(false, 0, false).loading, true);
+    assert.equal(panelView(true, 2, false).empty, false);
+  });
+
+  it('copies curl with $DATABRICKS_TOKEN, never a token', () => {
+    const url = 'https://h.example/serving-endpoints/iris/invocations';
+    const text = curlCommand(url, { inputs: ["it's"] });
+    assert.ok(text.startsWith(`curl -X POST '${url}'`));
+    assert.ok(text.includes('Authorization: Bearer $DATABRICKS_TOKEN'));
+    assert.ok(text.includes(`-d '{"inputs":["it'\\''s"]}'`));
+    assert.ok(!/dapi/.test(text));
+  });
+
+  it('copies Python for databricks-sdk serving_endpoints.query, no openai', () => {
+    const text = pythonSnippet(
+      'iris',
+      { dataframe_split: { columns: ['a'], data: [[1.5, true, null]] }, params: { k: 1 } },
+      'https://h.example'
+    );
+    assert.ok(text.includes('from databricks.sdk import WorkspaceClient'));
+    assert.ok(text.includes('w = WorkspaceClient(host="https://h.example")'));
+    assert.ok(
+      text.includes(
+        'w.serving_endpoints.query(name="iris", dataframe_split=DataframeSplitInput.from_dict(' +
+          '{"columns": ["a"], "data": [[1.5, True, None]]}))'
+      )
+    );
+    assert.ok(text.includes('left out: params'));
+    assert.ok(!/openai/i.test(text));
+    assert.equal(pyLiteral({ a: [false, 'x'] }), '{"a": [False, "x"]}');
+    assert.equal(
+      hostOf('https://h.example/serving-endpoints/iris/invocations'),
+      'https://h.example'
+    );
+    assert.equal(hostOf(null), null);
+  });
+
+  it('offers Traffic and Logs actions that run their magics', () => {
+    const states = actionStates(endpoint(), false);
+    assert.ok(states.traffic.title.includes('%serve traffic iris'));
+    assert.ok(states.logs.title.includes('%serve logs iris'));
+    assert.equal(states.copy.disabled, true); // no URL known
+    assert.equal(actionStates(endpoint({ url: 'https://h/x' }), false).copy.disabled, false);
+    assert.equal(trafficCell('iris'), '%serve traffic iris');
+    assert.equal(logsCell('iris'), '%serve logs iris');
   });
 });

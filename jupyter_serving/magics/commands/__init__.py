@@ -8,6 +8,7 @@ from jupyter_serving.magics.commands import (  # noqa: F401 - imported to regist
     create,
     info,
     traffic,
+    entities,
     lifecycle,
     access,
     ui,
