@@ -58,7 +58,7 @@ def test_explanation_states_each_number():
     assert "25% headroom" in text and ": 8." in text
     assert "ceil(100 / 78.0) = 2 block(s) of 4 = 8" in text
     assert "both estimates agree" in text
-    assert "Medium workload size, which scales between 8 and 16" in text
+    assert "Medium workload size (8-16 concurrent requests)" in text
     assert "concurrency 8 is left out" in text and "50%" in text
     assert "Scale to zero: off" in text
 

@@ -72,7 +72,7 @@ def test_panel_lists_endpoints_with_state_entities_and_traffic(browser_page, lab
     expect(panel.locator(".jp-ServingPanel-backend")).to_have_text(f"local backend at {local_backend.url}")
 
     query = card(page, endpoints["query"])
-    expect(query.locator(".jp-ServingBadge")).to_have_text("ready")
+    expect(query.locator(".jp-ServingBadge")).to_have_text("Ready")
     expect(query.locator(".jp-ServingEndpoint-config")).to_have_text("config v1")
     expect(query.locator(".jp-ServingEndpoint-updated")).to_have_text(re.compile(r"just now|\d+ min ago"))
     v1, v2 = iris_models["versions"]
@@ -91,7 +91,7 @@ def test_panel_lists_endpoints_with_state_entities_and_traffic(browser_page, lab
     expect(rows.locator(".jp-ServingEntity-traffic")).to_have_text("100%")
 
     split = card(page, endpoints["stop"])
-    expect(split.locator(".jp-ServingBadge")).to_have_text("ready")
+    expect(split.locator(".jp-ServingBadge")).to_have_text("Ready")
     expect(split.locator(".jp-ServingEntity-name")).to_have_text([f"iris-{v1}", f"iris-{v2}"])
     expect(split.locator(".jp-ServingEntity-version")).to_have_text([f"iris v{v1}", f"iris v{v2}"])
     expect(split.locator(".jp-ServingEntity-workload")).to_have_text(["Small · CPU", "Medium · CPU"])
@@ -99,7 +99,7 @@ def test_panel_lists_endpoints_with_state_entities_and_traffic(browser_page, lab
     expect(split.locator('[data-action="stop"]')).to_be_enabled()
 
     broken = card(page, endpoints["broken"])
-    expect(broken.locator(".jp-ServingBadge")).to_have_text("update failed")
+    expect(broken.locator(".jp-ServingBadge")).to_have_text("Not ready (Update failed)")
     expect(broken.locator(".jp-ServingBadge")).to_have_attribute("title", "Not ready (Update failed)")
     expect(broken.locator(".jp-ServingEndpoint-message")).to_contain_text("weights are corrupt")
     screenshot(page, "lab-panel-endpoints")
@@ -126,10 +126,10 @@ def test_stop_moves_the_badge_to_stopped_and_delete_asks_first(browser_page, lab
     show_panel(page)
     name = endpoints["stop"]
     split = card(page, name)
-    expect(split.locator(".jp-ServingBadge")).to_have_text("ready")
+    expect(split.locator(".jp-ServingBadge")).to_have_text("Ready")
 
     split.locator('[data-action="stop"]').click()
-    expect(split.locator(".jp-ServingBadge")).to_have_text("stopped", timeout=60_000)
+    expect(split.locator(".jp-ServingBadge")).to_have_text("Not ready (Stopped)", timeout=60_000)
     assert rest.get(name)["state"]["suspend"] != "NOT_SUSPENDED"
     expect(split.locator('[data-action="start"]')).to_be_enabled()
     expect(split.locator('[data-action="query"]')).to_be_disabled()
@@ -232,7 +232,7 @@ def test_errors_show_one_line_and_retry_recovers(browser_page, lab_server, endpo
     with page.expect_request(lambda r: "jupyter-serving/api/endpoints?reconnect=1" in r.url):
         error.get_by_role("button", name="Retry").click()
     expect(error).to_be_hidden()
-    expect(card(page, endpoints["query"]).locator(".jp-ServingBadge")).to_have_text("ready")
+    expect(card(page, endpoints["query"]).locator(".jp-ServingBadge")).to_have_text("Ready")
 
 
 def test_poll_refreshes_on_its_interval_and_pauses_while_hidden(browser_page, lab_server, endpoints):
@@ -243,7 +243,7 @@ def test_poll_refreshes_on_its_interval_and_pauses_while_hidden(browser_page, la
     page.on("request", lambda r: requests.append(r.url) if "/jupyter-serving/api/endpoints" in r.url else None)
     open_lab(page, lab_server)
     show_panel(page)
-    expect(card(page, endpoints["query"]).locator(".jp-ServingBadge")).to_have_text("ready")
+    expect(card(page, endpoints["query"]).locator(".jp-ServingBadge")).to_have_text("Ready")
 
     with page.expect_request(lambda r: "/jupyter-serving/api/endpoints" in r.url):
         page.clock.run_for(6_000)  # the idle interval is 5 s

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from jupyter_serving.core.status import concurrency_text
 from jupyter_serving.core.workloads import CONCURRENCY_STEP, WORKLOAD_SIZES, size_for_concurrency
 
 DEFAULT_HEADROOM = 1.25
@@ -260,8 +261,7 @@ def _workload_range(required: int, explanation: list[str]) -> tuple[str | None, 
     if size is not None:
         low, high = WORKLOAD_SIZES[size]
         explanation.append(
-            f"Concurrency {required} fits the {size} workload size, which scales between {low} "
-            f"and {high} concurrent requests.")
+            f"Concurrency {required} fits the {size} workload size ({concurrency_text(low, high)} requests).")
         return size, low, high
     largest = max(WORKLOAD_SIZES, key=lambda k: WORKLOAD_SIZES[k][1])
     explanation.append(

@@ -201,7 +201,7 @@ export function badgeView(
 ): { text: string; badge: Badge; title: string } {
   return busy
     ? { text: `${busy}…`, badge: 'updating', title: ep.state }
-    : { text: ep.badge, badge: ep.badge, title: ep.state };
+    : { text: ep.state || ep.badge, badge: ep.badge, title: ep.state };
 }
 
 /** "config v3", or null when the endpoint has no config version. */

@@ -144,10 +144,10 @@ describe('labels', () => {
     );
   });
 
-  it('shows the badge, or what the user waits on', () => {
+  it('says the state in the Serving UI words, or what the user waits on', () => {
     const ep = endpoint({ badge: 'update failed', state: 'Not ready (Update failed)' });
     assert.deepEqual(badgeView(ep, undefined), {
-      text: 'update failed',
+      text: 'Not ready (Update failed)',
       badge: 'update failed',
       title: 'Not ready (Update failed)'
     });
