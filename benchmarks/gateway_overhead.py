@@ -5,7 +5,8 @@ Model servers listen on a private Unix-domain socket (the data dir's `sockets/`)
 reach, so both paths are driven by the same small asyncio client here: `c` keep-alive connections
 in a closed loop, HTTP/1.1 written and parsed by hand (TCP to the gateway, the Unix socket to the
 model server). Runs are paired and interleaved (direct, gateway, direct, ...) so that machine drift
-cancels, and medians are compared.
+cancels, and medians are compared. The gateway rows also show the backend's CPU time per request
+(from /proc), which machine noise hardly moves: the gateway's own cost.
 Goal: gateway QPS >= 0.95 x direct, added p50 <= 0.5 ms.
 
     python benchmarks/gateway_overhead.py [--duration 4] [--rounds 3] [--concurrency 1 8]
@@ -62,7 +63,25 @@ async def closed_loop(connect, request: bytes, connections: int, duration: float
     elapsed = time.perf_counter() - started
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000.0  # noqa: E731
-    return {"qps": len(latencies) / elapsed, "p50_ms": pick(0.5), "p99_ms": pick(0.99), "non_2xx": bad[0]}
+    return {"qps": len(latencies) / elapsed, "p50_ms": pick(0.5), "p99_ms": pick(0.99), "non_2xx": bad[0],
+            "n": len(latencies)}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux), 0 where /proc is not there."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def timed_run(connect, request: bytes, c: int, duration: float, pid: int | None) -> dict:
+    """One closed-loop run, with the CPU the process `pid` spent per request (µs) when given."""
+    before = cpu_seconds(pid) if pid else 0.0
+    result = await closed_loop(connect, request, c, duration)
+    result["cpu_us"] = (cpu_seconds(pid) - before) / max(result["n"], 1) * 1e6 if pid else float("nan")
+    return result
 
 
 def setup_endpoint(home: Path) -> tuple[localctl.BackendInfo, str, Path]:
@@ -103,18 +122,20 @@ async def measure(info: localctl.BackendInfo, body: str, sock: Path, args) -> No
     }
     for connect, request in paths.values():
         await closed_loop(connect, request, 4, 1.0)  # warm-up: connections, model caches
-    print(f"{'c':>3} {'path':>8} {'QPS':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    print(f"{'c':>3} {'path':>8} {'QPS':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'backend CPU µs/req':>19}")
     summary = []
     for c in args.concurrency:
         runs: dict[str, list[dict]] = {"direct": [], "gateway": []}
         for _ in range(args.rounds):
             for path, (connect, request) in paths.items():
-                runs[path].append(await closed_loop(connect, request, c, args.duration))
-        med = {path: {k: statistics.median(r[k] for r in rs) for k in ("qps", "p50_ms", "p99_ms", "non_2xx")}
+                pid = info.pid if path == "gateway" else None
+                runs[path].append(await timed_run(connect, request, c, args.duration, pid))
+        med = {path: {k: statistics.median(r[k] for r in rs) for k in ("qps", "p50_ms", "p99_ms", "non_2xx", "cpu_us")}
                for path, rs in runs.items()}
         for path in ("direct", "gateway"):
             m = med[path]
-            print(f"{c:>3} {path:>8} {m['qps']:>9.1f} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['non_2xx']:>8.0f}")
+            cpu = "" if path == "direct" else f"{m['cpu_us']:>19.0f}"
+            print(f"{c:>3} {path:>8} {m['qps']:>9.1f} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['non_2xx']:>8.0f} {cpu}")
         summary.append((c, med["gateway"]["qps"] / med["direct"]["qps"],
                         med["gateway"]["p50_ms"] - med["direct"]["p50_ms"]))
     print()

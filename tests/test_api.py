@@ -40,10 +40,10 @@ def sleep_ep(client, sleep_model):
     client.delete(name)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def mutable_ep(client, iris_models):
-    """One entity (iris v1), created without a version to exercise the latest-version lookup...
-    then pinned back to v1 so that updates have something to change."""
+    """A fresh one-entity endpoint (iris v1) for each test that changes it, so that no test depends
+    on what another did before it."""
     name = unique("iris-mut")
     progress: list[tuple[str, float]] = []
     status = client.create(name, model=iris_models["name"], version=iris_models["versions"][0],
@@ -166,7 +166,7 @@ def test_update_while_updating_is_refused_and_changes_nothing(client, mutable_ep
     with pytest.raises(ConflictError, match="already updating"):
         client.update_config(name, workload_size="Large")
     with pytest.raises(ConflictError):
-        client.set_traffic(name, {"iris-2": 100})
+        client.set_traffic(name, {"iris-1": 100})
     after = client.get(name)
     assert after.pending_config["config_version"] == before.pending_config["config_version"]
     assert after.pending_entities[0]["workload_size"] == "Medium"

@@ -7,6 +7,7 @@ Stop on a long run, then Apply (which resizes the endpoint to what the sweep rec
 from __future__ import annotations
 
 import base64
+import contextlib
 import math
 import subprocess
 import sys
@@ -27,21 +28,35 @@ TARGET_QPS = 100.0
 
 @pytest.fixture(scope="module")
 def endpoint(local_backend, sleep_model):
+    with sleep_endpoint(sleep_model) as made:
+        yield made
+
+
+@contextlib.contextmanager
+def sleep_endpoint(sleep_model):
+    """A warmed-up Small endpoint serving the sleep model: (client, name)."""
     client = api.ServingClient.connect()
     name = unique("bench-widget")
     client.create(name, model=sleep_model["name"], version=sleep_model["version"], workload_size="Small",
                   scale_to_zero=False, timeout=180)
-    # A model server's first seconds are slow (imports, first predictions): warm it up first.
-    from jupyter_serving.bench.notebook import run_bench
+    try:
+        # A model server's first seconds are slow (imports, first predictions): warm it up first.
+        from jupyter_serving.bench.notebook import run_bench
 
-    run_bench(client, name, concurrency=[2], duration=1.0, warmup=1.0, show=False)
-    yield client, name
-    client.delete(name)
+        run_bench(client, name, concurrency=[2], duration=1.0, warmup=1.0, show=False)
+        yield client, name
+    finally:
+        client.delete(name)
 
 
 @pytest.fixture(scope="module")
 def swept(endpoint):
-    """A widget that ran a short sweep (1, 2, 4 at 1.5 s per step) with a 100 QPS target."""
+    """A widget that ran a short sweep (1, 2, 4 at 1.5 s per step) with a 100 QPS target; the tests
+    that use it only read it."""
+    return sweep_widget(endpoint)
+
+
+def sweep_widget(endpoint):
     from jupyter_serving.bench.widget import BenchmarkWidget
 
     client, name = endpoint
@@ -92,7 +107,7 @@ def test_sweep_reaches_the_end(swept):
     assert '"sleep_ms": 50.0' in swept.payload.value
     # the results table
     html = swept.results.outputs[0]["data"]["text/html"]
-    assert "p99_ms" in html and "qps" in html
+    assert "p99 ms" in html and "QPS" in html
 
 
 def test_chart_updates_live_and_is_an_image(swept):
@@ -145,7 +160,12 @@ def test_stop_interrupts_a_long_run_promptly(endpoint, swept):
     assert "Stopped after 1 of 3" in widget.status.value
 
 
-def test_apply_resizes_the_endpoint_and_it_returns_to_ready(local_backend, endpoint, swept):
+def test_apply_resizes_the_endpoint_and_it_returns_to_ready(local_backend, sleep_model):
+    with sleep_endpoint(sleep_model) as endpoint:  # its own: Apply changes the endpoint and the widget
+        _apply_and_check(local_backend, endpoint, sweep_widget(endpoint))
+
+
+def _apply_and_check(local_backend, endpoint, swept):
     client, name = endpoint
     rest = Rest(local_backend.url, local_backend.token)
     before = rest.get(name)["config"]["served_entities"][0]

@@ -198,7 +198,7 @@ def test_open_status_without_a_notebook_opens_one_and_runs_status_watch(browser_
     expect(status_cell.locator(".jp-InputArea-editor")).to_have_text(f"%serve status {name} --watch")
     output = status_cell.locator(".jp-OutputArea-output")
     expect(output.first).to_contain_text(re.compile(rf"{name}\s+Ready"), timeout=60_000)
-    expect(output.first).to_not_contain_text("DEPLOYMENT_READY")
+    expect(output.first).not_to_contain_text("DEPLOYMENT_READY")
     expect(status_cell.locator(".jp-InputPrompt")).to_have_text("[2]:")
     expect(cells.nth(0).locator(".jp-InputPrompt")).to_have_text("[1]:")
     screenshot(page, "lab-panel-status-cell")

@@ -177,7 +177,7 @@ def test_status_panel_failure_in_jupyterlab(lab_server, browser_page, client, br
         panel = active_notebook(page).locator(STATUS)
         panel.get_by_text("Build logs of broken-1").wait_for(timeout=120_000)
         panel.get_by_text("weights are corrupt").first.wait_for(timeout=30_000)
-        panel.get_by_text("UPDATE_FAILED").first.wait_for(timeout=30_000)
+        panel.get_by_text("Update failed").first.wait_for(timeout=30_000)
         shoot(page, panel, "widget-status-panel-failed")
     finally:
         client.delete(name)

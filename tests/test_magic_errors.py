@@ -35,9 +35,13 @@ def sleep_ep(ip, sleep_model):
 
 
 @pytest.fixture(scope="module")
-def stopped_ep(sleep_ep):
-    api.get_client().stop(sleep_ep)
-    return sleep_ep
+def stopped_ep(ip, sleep_model):
+    """An endpoint of its own, stopped (sleep_ep stays running for the tests that query it)."""
+    name = unique("err-stopped")
+    api.get_client().create(name, model=sleep_model["name"], version=sleep_model["version"], timeout=180)
+    api.get_client().stop(name)
+    yield name
+    api.get_client().delete(name)
 
 
 def snapshot(backend) -> dict:

@@ -29,6 +29,9 @@ class BenchRun:
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"jupyter-serving-bench-{name}")
 
     def start(self) -> BenchRun:
+        reserve = getattr(self._live, "reserve", None)
+        if reserve is not None:
+            reserve()
         self._show_stop_button()
         if self._output is not None and self._user_ns is not None:
             self._user_ns[self._output] = self

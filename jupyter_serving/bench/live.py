@@ -21,6 +21,18 @@ class LiveDisplay:
         self.text_handle = None
         self.chart_handle = None
 
+    def reserve(self) -> None:
+        """Show the (empty) progress line and chart now, from the kernel's thread: a background run
+        then only updates them in place, so nothing it shows lands in whatever cell runs later."""
+        if not (self.enabled and self.rich):
+            return
+        from IPython.display import display
+
+        if self.text_handle is None:
+            self.text_handle = display({"text/plain": ""}, raw=True, display_id=True)
+        if self.chart_handle is None:
+            self.chart_handle = display({"text/plain": ""}, raw=True, display_id=True)
+
     def text(self, line: str) -> None:
         if not self.enabled:
             return

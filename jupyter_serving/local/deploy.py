@@ -143,7 +143,7 @@ class Deployer:
             note(f"Started MLflow scoring server (pid {server.pid}, port {server.port}, "
                  f"{rt.limit} concurrent requests).")
             try:
-                took = await server.wait_ready(self.engine.session, MODEL_LOAD_TIMEOUT_S)
+                took = await server.wait_ready(MODEL_LOAD_TIMEOUT_S)
             finally:
                 lines.append(_read_from(server.log_path, offset).rstrip())
             note(f"Model server ready after {took:.1f} s.")

@@ -28,8 +28,6 @@ import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 
-import aiohttp
-
 from jupyter_serving.core.rules import (
     RESOURCE_CONFLICT,
     RuleViolation,
@@ -79,7 +77,6 @@ class Engine:
         self.endpoints: dict[str, dict] = {}
         self.runtimes: dict[str, dict[str, EntityRuntime]] = {}  # the serving runtimes of each endpoint
         self.updates: dict[str, asyncio.Task] = {}  # each endpoint's latest deployment
-        self.session: aiohttp.ClientSession | None = None
         self.deployer = Deployer(self)
         self.monitor = Monitor(self)
         self._background: set[asyncio.Task] = set()
@@ -91,10 +88,6 @@ class Engine:
     # lifecycle ---------------------------------------------------------------------------------
     async def startup(self) -> None:
         self.store.add_token(self.paths.token.read_text().strip(), self.admin_user, True, "local admin", now_ms())
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=None),
-            auto_decompress=False,
-        )
         await asyncio.to_thread(self.registry.initialize)
         for doc in self.store.load_endpoints():
             self.endpoints[doc["name"]] = doc
@@ -111,8 +104,6 @@ class Engine:
                 await rt.server.stop()
         for rt in self.deployer.pending():
             await rt.server.stop()
-        if self.session:
-            await self.session.close()
         self.store.close()
 
     def background(self, coro: Coroutine) -> asyncio.Task:

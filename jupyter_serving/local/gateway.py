@@ -3,7 +3,7 @@
 Requests beyond a served entity's concurrency are refused at once with Databricks' 429 (never
 queued), so a load test sees throttling exactly where the real service would throttle.
 
-Each model server is reached through its own Unix socket's keep-alive pool (`ModelServer.session`).
+Each model server is reached through its own Unix socket's keep-alive pool (`ModelServer.upstream`).
 A model's error answers come back in Databricks' shape (`error_code`, a one-line `message`,
 `details`); the Python stack trace MLflow attaches goes to the served entity's server log only.
 """
@@ -16,7 +16,6 @@ import re
 import time
 from collections import defaultdict
 
-import aiohttp
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -24,6 +23,7 @@ from jupyter_serving.local.engine import Engine
 from jupyter_serving.local.runtime import EntityRuntime
 from jupyter_serving.local.scale_to_zero import ensure_ready
 from jupyter_serving.local.states import SUSPENDED
+from jupyter_serving.local.upstream import UpstreamClosed
 
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 REQUEST_TIMEOUT_S = 300.0
@@ -39,7 +39,6 @@ _BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 THROTTLED = ("Too many concurrent requests. Consider increasing the provisioned concurrency of the "
              "served entity.")
-_TIMEOUT = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
 _LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
 
 
@@ -243,7 +242,7 @@ class Gateway:
             pass
 
     async def _forward(self, rt: EntityRuntime, body: bytes, content_type: str | None) -> tuple[int, bytes, str]:
-        headers = {"Content-Type": content_type or "application/json"}
+        content_type = content_type or "application/json"
         for attempt in (1, 2):
             if not rt.ready.is_set():
                 try:
@@ -252,15 +251,14 @@ class Gateway:
                     raise GatewayError(503, "TEMPORARILY_UNAVAILABLE",
                                        f"Served entity '{rt.name}' did not become ready within "
                                        f"{COLD_START_TIMEOUT_S:.0f} s; see its logs.") from None
-            server = rt.server
             try:
-                async with server.session.post(server.url + "/invocations", data=body, headers=headers,
-                                               timeout=_TIMEOUT) as resp:
-                    return resp.status, await resp.read(), resp.headers.get("Content-Type", "")
+                status, payload, answer_type = await rt.server.upstream.request(
+                    "POST", "/invocations", body, content_type, REQUEST_TIMEOUT_S)
+                return status, payload, answer_type.decode("latin-1")
             except asyncio.TimeoutError:
                 raise GatewayError(504, "DEADLINE_EXCEEDED",
                                    f"The model did not answer within {REQUEST_TIMEOUT_S:.0f} s.") from None
-            except aiohttp.ClientConnectionError:
+            except UpstreamClosed:
                 # The model server died under this request: it is being restarted; retry once on the new one.
                 if attempt == 2:
                     raise GatewayError(503, "TEMPORARILY_UNAVAILABLE",

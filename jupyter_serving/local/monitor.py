@@ -63,7 +63,7 @@ class Monitor:
                 return
             rt.server.spawn()
             try:
-                await rt.server.wait_ready(self.engine.session, MODEL_LOAD_TIMEOUT_S)
+                await rt.server.wait_ready(MODEL_LOAD_TIMEOUT_S)
             except ModelServerFailed as exc:
                 log.warning("endpoint %s entity %s: restart failed: %s", rt.endpoint, rt.name, exc)
                 await asyncio.sleep(backoff)

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
+from jupyter_serving.local.upstream import UpstreamClosed, UpstreamPool
 
 
 def _die_with_parent() -> None:
@@ -99,17 +99,14 @@ class ModelServer:
         self.port: int | None = None  # never a TCP port any more: the server listens on `socket_path`
         self.socket_path: Path | None = None
         self.expected_exit = False
-        self._session: aiohttp.ClientSession | None = None
-
-    url = "http://model"  # the host is nominal: requests go through the Unix socket
+        self._upstream: UpstreamPool | None = None
 
     @property
-    def session(self) -> aiohttp.ClientSession:
+    def upstream(self) -> UpstreamPool:
         """The keep-alive connection pool to this server's socket (one per server; call in the loop)."""
-        if self._session is None or self._session.closed:
-            connector = aiohttp.UnixConnector(path=str(self.socket_path), limit=0, keepalive_timeout=60)
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
-        return self._session
+        if self._upstream is None or self._upstream.closed:
+            self._upstream = UpstreamPool(str(self.socket_path))
+        return self._upstream
 
     @property
     def pid(self) -> int | None:
@@ -135,9 +132,8 @@ class ModelServer:
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
 
-    async def wait_ready(self, session: aiohttp.ClientSession | None, timeout: float) -> float:
-        """Poll /ping until it answers; returns seconds taken. Raises ModelServerFailed.
-        (`session` is ignored: the server is reached through its own socket's pool.)"""
+    async def wait_ready(self, timeout: float) -> float:
+        """Poll /ping until it answers; returns seconds taken. Raises ModelServerFailed."""
         started = time.monotonic()
         deadline = started + timeout
         while time.monotonic() < deadline:
@@ -145,10 +141,10 @@ class ModelServer:
                 code = self.proc.returncode if self.proc else None
                 raise ModelServerFailed(f"The model server exited with code {code} while loading the model.")
             try:
-                async with self.session.get(self.url + "/ping", timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                    if resp.status == 200:
-                        return time.monotonic() - started
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                status, _, _ = await self.upstream.request("GET", "/ping", timeout=2.0)
+                if status == 200:
+                    return time.monotonic() - started
+            except (UpstreamClosed, asyncio.TimeoutError, OSError):
                 pass
             await asyncio.sleep(0.2)
         await self.stop()
@@ -156,9 +152,9 @@ class ModelServer:
 
     async def stop(self, grace: float = 10.0) -> None:
         proc, self.proc = self.proc, None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._upstream is not None:
+            self._upstream.close()
+            self._upstream = None
         if proc is None or proc.poll() is not None:
             self._remove_socket()
             return

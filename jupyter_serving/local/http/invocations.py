@@ -25,6 +25,7 @@ from jupyter_serving.local.http.errors import HANDLED, STATUS, ApiError
 
 INVOKE_PATH = re.compile(r"^/serving-endpoints/([^/]+)(?:/served-models/([^/]+))?/invocations/?$")
 NO_SUCH_ENDPOINT = "RESOURCE_DOES_NOT_EXIST"
+WATCH_AFTER_S = 0.05  # how long a query runs before its client is watched for a disconnect
 
 
 class _Disconnected(Exception):
@@ -73,29 +74,44 @@ def _endpoint(engine: Engine, name: str, caller) -> dict:
 
 
 async def _until_answered(receive: Receive, gateway_call) -> tuple | None:
-    """Await `gateway_call`, or cancel it when the client disconnects first (then return None)."""
+    """Await `gateway_call`, or cancel it when the client disconnects first (then return None).
+
+    Watching for the disconnect takes a task, so it starts only once the query has run for
+    WATCH_AFTER_S: most queries are answered sooner and cost a timer instead. A client that left
+    meanwhile is seen at once then (uvicorn remembers the disconnect), so its slot is freed at most
+    WATCH_AFTER_S late."""
     task = asyncio.current_task()
-    state = {"done": False, "gone": False}
+    loop = asyncio.get_running_loop()
+    done = gone = False
+    watcher = None
 
     async def watch() -> None:
-        while not state["done"]:
+        nonlocal gone
+        while not done:
             message = await receive()
-            if message["type"] == "http.disconnect" and not state["done"]:
-                state["gone"] = True
+            if message["type"] == "http.disconnect" and not done:
+                gone = True
                 task.cancel()
                 return
 
-    watcher = asyncio.get_running_loop().create_task(watch())
+    def start_watching() -> None:
+        nonlocal watcher
+        if not done:
+            watcher = loop.create_task(watch())
+
+    timer = loop.call_later(WATCH_AFTER_S, start_watching)
     try:
         return await gateway_call
     except asyncio.CancelledError:
-        if state["gone"]:
+        if gone:
             task.uncancel()
             return None
         raise
     finally:
-        state["done"] = True
-        watcher.cancel()
+        done = True
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
 
 
 def with_invocations(app: FastAPI, engine: Engine, gateway: Gateway) -> ASGIApp:
