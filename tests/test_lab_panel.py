@@ -27,19 +27,21 @@ def rest(local_backend) -> Rest:
 @pytest.fixture(scope="module")
 def created(rest, iris_models, broken_model):
     """Endpoints, created (not waited for: their model servers boot while JupyterLab starts): one to
-    query (iris v1, 100%), one to stop and delete (v1 Small 80% / v2 Medium 20%), one whose model
-    fails to load."""
+    query (iris v1, 100%), a split one (v1 Small 80% / v2 Medium 20%), one whose model fails to load,
+    and one that the stop-and-delete test may do away with (the others stay as they were made)."""
     model, (v1, v2) = iris_models["name"], iris_models["versions"]
-    names = {"query": unique("lab-iris"), "stop": unique("lab-split"), "broken": unique("lab-broken")}
+    names = {"query": unique("lab-iris"), "stop": unique("lab-split"), "broken": unique("lab-broken"),
+             "doomed": unique("lab-doomed")}
     assert rest.create(names["broken"], [entity(broken_model["name"], broken_model["version"])]).status_code == 200
     assert rest.create(names["query"], [entity(model, v1)]).status_code == 200
+    assert rest.create(names["doomed"], [entity(model, v1)]).status_code == 200
     resp = rest.create(names["stop"], [entity(model, v1), entity(model, v2, workload_size="Medium")],
                        routes=[{"served_entity_name": f"iris-{v1}", "traffic_percentage": 80},
                                {"served_entity_name": f"iris-{v2}", "traffic_percentage": 20}])
     assert resp.status_code == 200, resp.text  # entity names default to <model leaf>-<version>
     yield names
     for name in names.values():
-        rest.delete(name)
+        rest.delete(name)  # the doomed one may be gone already: a 404 is fine
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +49,7 @@ def endpoints(created, lab_server, rest):
     """The endpoints, settled (requested after `lab_server`, so they deploy while it starts)."""
     rest.wait_ready(created["query"])
     rest.wait_ready(created["stop"])
+    rest.wait_ready(created["doomed"])
     rest.wait_settled(created["broken"])
     return created
 
@@ -124,7 +127,7 @@ def test_stop_moves_the_badge_to_stopped_and_delete_asks_first(browser_page, lab
     page = browser_page
     open_lab(page, lab_server)
     show_panel(page)
-    name = endpoints["stop"]
+    name = endpoints["doomed"]
     split = card(page, name)
     expect(split.locator(".jp-ServingBadge")).to_have_text("Ready")
 

@@ -6,6 +6,7 @@ hooks are not registered suite-wide on purpose: its autouse fixtures would then 
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -43,6 +44,8 @@ def fetch(jp_fetch, jp_asyncio_loop, local_backend):
             kwargs["body"] = b""
         if headers is not None:
             kwargs["headers"] = headers
+        # a test before this one may have run (and closed) an asyncio loop of its own: use the server's
+        asyncio.set_event_loop(jp_asyncio_loop)
         resp = jp_asyncio_loop.run_until_complete(jp_fetch("jupyter-serving", "api", *parts, **kwargs))
         body = resp.body or b""
         try:
