@@ -57,7 +57,7 @@ def test_sdk_create_get_list_query(w, sdk_endpoint, iris_models):
     assert name in [e.name for e in w.serving_endpoints.list()]
     got = w.serving_endpoints.get(name)
     assert got.id and got.creator and got.permission_level.value == "CAN_MANAGE"
-    assert [(t.key, t.value) for t in got.tags] == [("team", "fraud")]
+    assert [(t.key, t.value) for t in detailed.tags] == [("team", "fraud")]  # as created (a test below retags it)
 
     rows = iris_models["X"].head(5)
     result = w.serving_endpoints.query(name, dataframe_records=rows.to_dict("records"))

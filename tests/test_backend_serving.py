@@ -16,9 +16,9 @@ def rest(local_backend) -> Rest:
     return Rest(local_backend.url, local_backend.token)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def split_endpoint(rest, iris_models):
-    """Two versions behind one endpoint, 80/20."""
+    """Two versions behind one endpoint, 80/20 (one for each test: one of them moves the traffic)."""
     name = unique("split")
     model, (v1, v2) = iris_models["name"], iris_models["versions"]
     resp = rest.create(name, [entity(model, v1), entity(model, v2)],

@@ -215,8 +215,12 @@ def test_errors_show_one_line_and_retry_recovers(browser_page, lab_server, endpo
     requests: list[str] = []
 
     def backend_down(route):
+        # down until the user clicks Retry (a poll in between would hide the error before the click)
         requests.append(route.request.url)
-        route.fulfill(status=502, content_type="application/json", body=json.dumps(failure))
+        if "reconnect=1" in route.request.url:
+            route.continue_()
+        else:
+            route.fulfill(status=502, content_type="application/json", body=json.dumps(failure))
 
     page.route("**/jupyter-serving/api/endpoints*", backend_down)
     open_lab(page, lab_server)
@@ -231,9 +235,9 @@ def test_errors_show_one_line_and_retry_recovers(browser_page, lab_server, endpo
     expect(panel.locator(".jp-ServingPanel-list")).to_be_hidden()
     screenshot(page, "lab-panel-error")
 
-    page.unroute("**/jupyter-serving/api/endpoints*")
     with page.expect_request(lambda r: "jupyter-serving/api/endpoints?reconnect=1" in r.url):
         error.get_by_role("button", name="Retry").click()
+    page.unroute("**/jupyter-serving/api/endpoints*")
     expect(error).to_be_hidden()
     expect(card(page, endpoints["query"]).locator(".jp-ServingBadge")).to_have_text("Ready")
 
