@@ -20,6 +20,7 @@ from jupyter_serving import api
 from jupyter_serving.bench.sizing import DEFAULT_HEADROOM
 from tests.backend_helpers import Rest
 from tests.conftest import ARTIFACTS, poll, unique
+from tests.fake_kernel import fake_kernel_display
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -265,23 +266,11 @@ def test_default_payload_types_the_params_from_the_schema(fake):
 
 
 def test_run_bench_in_a_kernel_updates_progress_and_chart_live(fake, monkeypatch):
-    import IPython
     import IPython.display
 
     from jupyter_serving.bench.notebook import run_bench
 
-    shown: list = []
-
-    class Handle:
-        def update(self, obj, **kwargs):
-            shown.append(obj)
-
-    def display(obj, **kwargs):
-        shown.append(obj)
-        return Handle()
-
-    monkeypatch.setattr(IPython.display, "display", display)
-    monkeypatch.setattr(IPython, "get_ipython", lambda: type("Shell", (), {"kernel": object()})())
+    shown = fake_kernel_display(monkeypatch)
     ns: dict = {"body": {"dataframe_split": {"columns": ["x"], "data": [[1.0]]}}}
     result = run_bench(fake, "fake", concurrency="1,2,8", duration=0.6, warmup=0.1, payload="$body",
                        target_qps=50, user_ns=ns)

@@ -11,6 +11,7 @@ from jupyter_serving.client.catalog import ModelInfo
 from jupyter_serving.core.errors import NotFoundError
 from jupyter_serving.core.status import EndpointStatus
 from tests.conftest import poll
+from tests.fake_kernel import fake_kernel_display
 from tests.test_bench_widget import FakeClient, FakeServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -77,32 +78,13 @@ def test_bench_apply_defaults_to_the_benchmarked_entity(server):
     assert single.apply_entity.layout.display == "none" and not single.apply_button.disabled
 
 
-def _fake_kernel(monkeypatch):
-    import IPython
-    import IPython.display
-
-    shown: list = []
-
-    class Handle:
-        def update(self, obj, **kwargs):
-            shown.append(obj)
-
-    def display(obj, **kwargs):
-        shown.append(obj)
-        return Handle()
-
-    monkeypatch.setattr(IPython.display, "display", display)
-    monkeypatch.setattr(IPython, "get_ipython", lambda: type("Shell", (), {"kernel": object()})())
-    return shown
-
-
 def test_serve_bench_runs_off_the_kernel_thread_with_the_result_at_the_end(server, monkeypatch):
     import argparse
 
     from jupyter_serving.bench.background import BenchRun
     from jupyter_serving.bench.notebook import add_bench_arguments, run_bench_args
 
-    shown = _fake_kernel(monkeypatch)
+    shown = fake_kernel_display(monkeypatch)
     parser = add_bench_arguments(argparse.ArgumentParser())
     opts = parser.parse_args(["fake", "-c", "1,2,4", "-d", "0.6", "--warmup", "0", "--target-qps", "50",
                               "--payload", '{"inputs": [1]}', "-o", "res"])
