@@ -17,9 +17,9 @@ import time
 from collections import defaultdict
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from jupyter_serving.local.engine import Engine
+from jupyter_serving.local.metrics import EndpointMetrics
 from jupyter_serving.local.runtime import EntityRuntime
 from jupyter_serving.local.scale_to_zero import ensure_ready
 from jupyter_serving.local.states import SUSPENDED
@@ -39,7 +39,6 @@ _BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 THROTTLED = ("Too many concurrent requests. Consider increasing the provisioned concurrency of the "
              "served entity.")
-_LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
 
 
 class GatewayError(Exception):
@@ -94,34 +93,6 @@ def error_answer(status: int, payload: bytes, content_type: str) -> tuple[bytes,
         message = f"The model server failed to answer the query (HTTP {status}); see the served entity's logs."
     body = {"error_code": code, "message": _one_line(message), "details": []}
     return json.dumps(body).encode(), trace if isinstance(trace, str) else None
-
-
-class EndpointMetrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        labels = ["served_entity_name"]
-        self.requests = Counter("request_count", "Requests answered", labels, registry=self.registry)
-        self.errors = Counter("request_error_count", "Requests answered with an error, by status class",
-                              labels + ["status_class", "status"], registry=self.registry)
-        self.latency = Histogram("request_latency_ms", "Gateway latency in milliseconds", labels,
-                                 buckets=_LATENCY_BUCKETS_MS, registry=self.registry)
-        self.in_flight = Gauge("in_flight_requests", "Requests in flight", labels, registry=self.registry)
-        self.concurrency = Gauge("provisioned_concurrent_requests", "Concurrency limit", labels,
-                                 registry=self.registry)
-        self._children: dict[str, tuple] = {}
-
-    def served(self, entity: str) -> tuple:
-        """(requests, latency) counters of one served entity (labelled once, not per request)."""
-        children = self._children.get(entity)
-        if children is None:
-            children = self._children[entity] = (self.requests.labels(entity), self.latency.labels(entity))
-        return children
-
-    def export(self, runtimes: dict[str, EntityRuntime]) -> bytes:
-        for rt in runtimes.values():
-            self.concurrency.labels(rt.name).set(rt.limit)
-            self.in_flight.labels(rt.name).set(rt.in_flight)
-        return generate_latest(self.registry)
 
 
 class RateLimiter:
