@@ -9,7 +9,14 @@ cancels, and medians are compared. The gateway rows also show the backend's CPU 
 (from /proc), which machine noise hardly moves: the gateway's own cost.
 Goal: gateway QPS >= 0.95 x direct, added p50 <= 0.5 ms.
 
+`--stream` measures a streaming chat model instead (a ChatModel whose `predict_stream` waits
+`--ttft-ms` before its first token and `--itl-ms` before each later one): TTFT (request sent to first
+content chunk) and the gaps between content chunks, through the gateway (`stream: true` on
+`/invocations`, server-sent events relayed piece by piece) and straight to the model worker's
+`/stream` route, paired the same way. Goal: TTFT through the gateway within 1 ms of the worker's own.
+
     python benchmarks/gateway_overhead.py [--duration 4] [--rounds 3] [--concurrency 1 8]
+    python benchmarks/gateway_overhead.py --stream [--requests 20] [--rounds 3] [--ttft-ms 50] [--itl-ms 10]
 """
 from __future__ import annotations
 
@@ -145,11 +152,121 @@ async def measure(info: localctl.BackendInfo, body: str, sock: Path, args) -> No
               f"(goal <= 0.5 ms): {verdict} the goal")
 
 
+class PacedChat:
+    """A streaming ChatModel (defined here so the benchmark needs nothing from the tests)."""
+
+    def __new__(cls):
+        import mlflow.pyfunc
+        from mlflow.types.llm import (
+            ChatChoice,
+            ChatChoiceDelta,
+            ChatChunkChoice,
+            ChatCompletionChunk,
+            ChatCompletionResponse,
+            ChatMessage,
+        )
+
+        class Paced(mlflow.pyfunc.ChatModel):
+            def predict(self, context, messages, params):
+                return ChatCompletionResponse(choices=[ChatChoice(index=0, message=ChatMessage(
+                    role="assistant", content="ok"))])
+
+            def predict_stream(self, context, messages, params):
+                options = params.custom_inputs or {}
+                ttft, itl = float(options.get("ttft_ms", 50)) / 1000, float(options.get("itl_ms", 10)) / 1000
+                for i in range(int(options.get("tokens", 20))):
+                    time.sleep(ttft if i == 0 else itl)
+                    yield ChatCompletionChunk(choices=[ChatChunkChoice(index=0, delta=ChatChoiceDelta(
+                        role="assistant", content=f"t{i} "))])
+
+        return Paced()
+
+
+def setup_stream_endpoint(home: Path) -> tuple[localctl.BackendInfo, Path]:
+    info, _ = localctl.start(home)
+    os.environ.update(info.env())
+    import mlflow
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.service.serving import EndpointCoreConfigInput, ServedEntityInput
+
+    with mlflow.start_run():
+        logged = mlflow.pyfunc.log_model(name="model", python_model=PacedChat())
+    version = mlflow.register_model(logged.model_uri, "bench.gateway.paced").version
+    w = WorkspaceClient(host=info.url, token=info.token)
+    w.serving_endpoints.create_and_wait("gateway-stream", config=EndpointCoreConfigInput(
+        name="gateway-stream", served_entities=[ServedEntityInput(
+            entity_name="bench.gateway.paced", entity_version=str(version),
+            min_provisioned_concurrency=16, max_provisioned_concurrency=16)]))
+    sockets = list((home / "sockets").glob("*.sock"))
+    if len(sockets) != 1:
+        sys.exit(f"expected one model-server socket in {home / 'sockets'}, found {len(sockets)}")
+    return info, sockets[0]
+
+
+async def _stream_once(connect, request: bytes) -> tuple[float, list[float]]:
+    """(TTFT s, gaps between content chunks s) of one streamed request (chunked transfer encoding)."""
+    reader, writer = await connect()
+    try:
+        began = time.perf_counter()
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        if head[9:12] != b"200":
+            raise RuntimeError(f"stream answered {head[:12]!r}")
+        arrivals = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            data = await reader.readexactly(size + 2)
+            if size == 0:
+                break
+            if b'"content"' in data:
+                arrivals.append(time.perf_counter())
+        return arrivals[0] - began, [b - a for a, b in zip(arrivals, arrivals[1:])]
+    finally:
+        writer.close()
+
+
+async def measure_stream(info: localctl.BackendInfo, sock: Path, args) -> None:
+    host, port = info.url.split("//", 1)[1].rsplit(":", 1)
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream": True, "custom_inputs": {
+        "ttft_ms": args.ttft_ms, "itl_ms": args.itl_ms, "tokens": 20}})
+    paths = {
+        "direct": (lambda: asyncio.open_unix_connection(str(sock)), request_bytes("/stream", "model", body, None)),
+        "gateway": (lambda: asyncio.open_connection(host, int(port)),
+                    request_bytes("/serving-endpoints/gateway-stream/invocations", f"{host}:{port}", body,
+                                  info.token)),
+    }
+    ttft: dict[str, list[float]] = {"direct": [], "gateway": []}
+    gaps: dict[str, list[float]] = {"direct": [], "gateway": []}
+    for connect, request in paths.values():
+        await _stream_once(connect, request)  # warm-up
+    for _ in range(args.rounds * args.requests):
+        for path, (connect, request) in paths.items():
+            first, between = await _stream_once(connect, request)
+            ttft[path].append(first * 1000)
+            gaps[path].extend(g * 1000 for g in between)
+    print(f"model: TTFT {args.ttft_ms} ms, inter-token {args.itl_ms} ms, 20 tokens; "
+          f"{len(ttft['direct'])} paired streams")
+    print(f"{'path':>8} {'TTFT p50':>9} {'TTFT p90':>9} {'gap p50':>8} {'gap p90':>8}")
+    for path in ("direct", "gateway"):
+        t, g = sorted(ttft[path]), sorted(gaps[path])
+        print(f"{path:>8} {statistics.median(t):>9.2f} {t[int(0.9 * len(t))]:>9.2f} "
+              f"{statistics.median(g):>8.2f} {g[int(0.9 * len(g))]:>8.2f}")
+    added = statistics.median(ttft["gateway"]) - statistics.median(ttft["direct"])
+    added_gap = statistics.median(gaps["gateway"]) - statistics.median(gaps["direct"])
+    verdict = "meets" if added <= 1.0 else "misses"
+    print(f"\nadded TTFT p50 = {added:+.2f} ms (goal <= 1 ms): {verdict} the goal; "
+          f"added inter-token gap p50 = {added_gap:+.2f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--stream", action="store_true", help="measure TTFT and inter-token gaps of a stream")
+    parser.add_argument("--requests", type=int, default=20, help="streams per round and path (--stream)")
+    parser.add_argument("--ttft-ms", type=float, default=50.0)
+    parser.add_argument("--itl-ms", type=float, default=10.0)
     args = parser.parse_args()
     try:
         import uvloop
@@ -159,9 +276,13 @@ def main() -> None:
         pass
     with tempfile.TemporaryDirectory(prefix="gwbench-") as tmp:
         home = Path(tmp) / "home"
-        info, body, sock = setup_endpoint(home)
         try:
-            asyncio.run(measure(info, body, sock, args))
+            if args.stream:
+                info, sock = setup_stream_endpoint(home)
+                asyncio.run(measure_stream(info, sock, args))
+            else:
+                info, body, sock = setup_endpoint(home)
+                asyncio.run(measure(info, body, sock, args))
         finally:
             localctl.stop(home)
 

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import shlex
 import sys
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
-from jupyter_serving.client import localctl
+from jupyter_serving.client import local_secrets, localctl
+from jupyter_serving.core.rules import SECRET_NAME_RE
 from jupyter_serving.core.workloads import CLOUDS
 
 
@@ -32,7 +36,84 @@ def _parser() -> argparse.ArgumentParser:
     with_data_dir(actions.add_parser("env", help="print export lines for the official clients and MLflow"))
     token = with_data_dir(actions.add_parser("token", help="create a token for another (simulated) user"))
     token.add_argument("--user", required=True, help="user name, e.g. alice@example.com")
+    _secrets_parser(actions, with_data_dir)
     return parser
+
+
+def _secrets_parser(actions, with_data_dir) -> None:
+    group = actions.add_parser("secrets", help="the local secret store, e.g. API keys of external models "
+                                                "(values are never shown)")
+    verbs = group.add_subparsers(dest="verb", required=True)
+    put = with_data_dir(verbs.add_parser(
+        "put", help="store a secret, creating its scope; the value is read from stdin, a hidden prompt or "
+                    "--value-file (never from the command line)"))
+    put.add_argument("scope")
+    put.add_argument("key")
+    put.add_argument("--value-file", help="read the value from this file (one trailing newline is dropped)")
+    listing = with_data_dir(verbs.add_parser("list", help="list the keys of a scope (or of every scope)"))
+    listing.add_argument("scope", nargs="?")
+    delete = with_data_dir(verbs.add_parser("delete", help="delete a secret"))
+    delete.add_argument("scope")
+    delete.add_argument("key")
+
+
+class _Refused(Exception):
+    """A `secrets` command that cannot go on; the message is one line for stderr."""
+
+
+def _secret_value(args) -> str:
+    """The value to store, from --value-file, a hidden prompt (a terminal) or stdin; never echoed."""
+    if args.value_file:
+        try:
+            text = Path(args.value_file).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise _Refused(f"{args.value_file} is not UTF-8 text.") from None
+        except OSError as exc:
+            raise _Refused(f"cannot read {args.value_file}: {exc.strerror or type(exc).__name__}.") from None
+    elif sys.stdin.isatty():
+        try:
+            text = getpass.getpass(f"Value of secret {args.scope}/{args.key} (not shown): ")
+        except EOFError:
+            text = ""
+    else:
+        text = sys.stdin.read()
+    text = text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
+    if not text:
+        raise _Refused("the value is empty; nothing was stored.")
+    return text
+
+
+def _secrets_command(args, info: localctl.BackendInfo) -> None:
+    for name in (args.scope, getattr(args, "key", None)):
+        if name is not None and not SECRET_NAME_RE.fullmatch(name):
+            raise _Refused(f"{name[:130]!r} is not a valid scope or key name: use 1 to 128 letters, digits, '.', "
+                           "'-' and '_'.")
+    if args.verb == "put":
+        created = local_secrets.put(info, args.scope, args.key, _secret_value(args))
+        print(f"Stored secret {args.scope}/{args.key}" + (f" (created scope {args.scope})." if created else "."))
+    elif args.verb == "delete":
+        local_secrets.delete(info, args.scope, args.key)
+        print(f"Deleted secret {args.scope}/{args.key}.")
+    else:
+        found = local_secrets.keys(info, args.scope)
+        if not found:
+            print("No secret scopes.")
+        for scope, key, updated in found:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(updated / 1000)) if updated else ""
+            print(f"{scope}/{key}\tupdated {when}" if key else f"{scope}/\t(no secrets)")
+
+
+def _secrets(args) -> int:
+    info = _running_or_exit(args.data_dir)
+    try:
+        _secrets_command(args, info)
+    except (_Refused, local_secrets.SecretsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nerror: interrupted; nothing was stored.", file=sys.stderr)
+        return 130
+    return 0
 
 
 def _running_or_exit(data_dir) -> localctl.BackendInfo:
@@ -82,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.action == "status":
         return _status(args.data_dir)
+    if args.action == "secrets":
+        return _secrets(args)
     if args.action == "env":
         info = _running_or_exit(args.data_dir)
         for key, value in info.env().items():

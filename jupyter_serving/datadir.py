@@ -4,6 +4,9 @@ Default `~/.jupyter-serving`, or `$JUPYTER_SERVING_HOME`:
     token          bearer token of the local admin user (mode 0600)
     server.json    {"url", "port", "pid", "cloud"} of the running backend, written once it listens
     state.db       endpoints, configs, tags, ACLs (SQLite)
+    secrets.db     the local secret store (SQLite, mode 0600): secret scopes, their values, and the
+                   plaintext API keys of external models (never in state.db)
+    ai_gateway.db  AI Gateway usage tracking and inference tables (SQLite, mode 0600)
     mlflow.db      the MLflow tracking store and model registry (SQLite); artifacts/ beside it
     logs/          backend.log and one log per model server
 
@@ -41,6 +44,14 @@ class Paths:
     @property
     def state_db(self) -> Path:
         return self.home / "state.db"
+
+    @property
+    def secrets_db(self) -> Path:
+        return self.home / "secrets.db"
+
+    @property
+    def ai_gateway_db(self) -> Path:
+        return self.home / "ai_gateway.db"
 
     @property
     def mlflow_db(self) -> Path:

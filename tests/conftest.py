@@ -153,4 +153,4 @@ def broken_model(local_backend):
 
 
 # Browser-test fixtures (jupyter lab + Chromium/Playwright), shared by the lab panel and widget tests.
-pytest_plugins = ["tests.browser_support"]
+pytest_plugins = ["tests.browser_support", "tests.genai_fixtures"]

@@ -93,7 +93,7 @@ def test_sdk_logs_openapi_metrics(w, sdk_endpoint, iris_models):
     count_line = next(line for line in metrics.splitlines()
                       if line.startswith("request_count_total") and entity_name in line)
     assert float(count_line.split()[-1]) >= 1
-    assert f'provisioned_concurrent_requests{{served_entity_name="{entity_name}"}} 4.0' in metrics
+    assert f'provisioned_concurrent_requests_total{{served_entity_name="{entity_name}"}} 4.0' in metrics
 
 
 def test_sdk_tags_rate_limits_permissions(w, sdk_endpoint, local_backend, rest):

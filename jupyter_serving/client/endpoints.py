@@ -152,6 +152,22 @@ class EndpointsMixin(ClientBase):
         return self._settle(name, wait, timeout=timeout, on_progress=on_progress,
                             until=lambda s: not s.is_stopped and s.is_settled)
 
+    def cancel_update(self, name: str) -> EndpointStatus:
+        """Cancel the config update in progress (the Serving UI's "Cancel update"): the new config's model
+        servers stop, the serving config keeps serving, and the endpoint shows UPDATE_CANCELED (a cancelled
+        create shows the cancelled config, not ready). The local backend only (POST .../config:cancel):
+        Databricks has no public API for it."""
+        check_endpoint_name(name)
+        if not self.is_local:
+            raise ServingError(f"Databricks has no public API to cancel the update of endpoint '{name}'", Hint(
+                python="Cancel it in the Serving UI (the endpoint's page, 'Cancel update'), or wait for it to end.",
+                magic="Cancel it in the Serving UI (the endpoint's page, 'Cancel update'), or wait for it to end."),
+                error_code="NOT_IMPLEMENTED")
+        raw = self._endpoint_call(name, lambda: self._api.do(
+            "POST", f"/api/2.0/serving-endpoints/{name}/config:cancel", body={}, headers=self._headers(content=True)),
+            what=f"Canceling the update of endpoint '{name}'")
+        return EndpointStatus(raw)
+
     def delete(self, name: str) -> None:
         """Delete the endpoint. Irreversible."""
         check_endpoint_name(name)

@@ -1,6 +1,6 @@
 """`ServingClient`: model serving through databricks-sdk, composed of focused parts.
 
-    endpoints.EndpointsMixin   get, exists, list, names, list_raw, stop, start, delete
+    endpoints.EndpointsMixin   get, exists, list, names, list_raw, stop, start, delete, cancel_update
     deploy.DeployMixin         create, update_config, set_traffic, latest_version
     entities.EntitiesMixin     add_entity, remove_entity (one-line canaries)
     waiting.WaitingMixin       wait (and why a deployment failed)

@@ -31,16 +31,22 @@ from pathlib import Path
 from jupyter_serving.core.rules import (
     RESOURCE_CONFLICT,
     RuleViolation,
+    is_external,
     normalize_config,
+    validate_ai_gateway,
+    validate_config_change,
     validate_endpoint_name,
     validate_rate_limits,
 )
 from jupyter_serving.datadir import Paths
+from jupyter_serving.local.cancel import cancel_update
 from jupyter_serving.local.deploy import Deployer
+from jupyter_serving.local.external import prune_keys, take_keys
 from jupyter_serving.local.monitor import Monitor
 from jupyter_serving.local.placement import detect_gpus
 from jupyter_serving.local.registry import Registry
 from jupyter_serving.local.runtime import EntityRuntime, strip_states
+from jupyter_serving.local.secret_store import SecretStore
 from jupyter_serving.local.states import (
     ABORTED,
     CREATING,
@@ -56,6 +62,7 @@ from jupyter_serving.local.states import (
     StateError,
     entity_doc,
     entity_state,
+    missing_endpoint,
 )
 from jupyter_serving.local.store import Store, StoreUnavailable
 
@@ -73,6 +80,7 @@ class Engine:
         self.idle_timeout_s = idle_timeout_s
         self.admin_user = admin_user
         self.store = Store(paths.state_db)
+        self.secrets = SecretStore(paths.secrets_db)  # the Secrets API's, and external models' keys
         self.registry = Registry(paths.mlflow_uri, paths.artifacts)
         self.endpoints: dict[str, dict] = {}
         self.runtimes: dict[str, dict[str, EntityRuntime]] = {}  # the serving runtimes of each endpoint
@@ -81,6 +89,9 @@ class Engine:
         self.monitor = Monitor(self)
         self._background: set[asyncio.Task] = set()
         self._write_lock = asyncio.Lock()  # one writer: writes reach state.db in the order they were made
+        # Held by a cancel while it is written, and by a deploy while it checks that its config is still
+        # wanted and makes it the serving one: a config being cancelled never starts serving.
+        self.switching = asyncio.Lock()
         self.gpu_count = detect_gpus()
         self.workspace_id = self.store.setting("workspace_id") or str(uuid.uuid4().int)[:16]
         self.store.set_setting("workspace_id", self.workspace_id)
@@ -105,6 +116,7 @@ class Engine:
         for rt in self.deployer.pending():
             await rt.server.stop()
         self.store.close()
+        self.secrets.close()
 
     def background(self, coro: Coroutine) -> asyncio.Task:
         """Run `coro` as a task the engine keeps (until done) and cancels at shutdown."""
@@ -142,7 +154,7 @@ class Engine:
     def get(self, name: str) -> dict:
         doc = self.endpoints.get(name)
         if doc is None:
-            raise RuleViolation(f"Endpoint '{name}' does not exist.", "RESOURCE_DOES_NOT_EXIST")
+            raise missing_endpoint(name)
         return doc
 
     def by_id(self, endpoint_id: str) -> dict | None:
@@ -165,6 +177,11 @@ class Engine:
     def is_current(self, doc: dict) -> bool:
         """Whether `doc` is still the live document of its endpoint (not deleted, nor replaced by a new one)."""
         return self.endpoints.get(doc["name"]) is doc
+
+    def wants(self, doc: dict, target: dict, restoring: bool) -> bool:
+        """Whether a deploy of `target` may still report on `doc`: the endpoint is not deleted, and the
+        update is not cancelled (`target` is still its pending config; a restore always may)."""
+        return self.is_current(doc) and (restoring or doc.get("pending_config") is target)
 
     def log_path(self, doc: dict, entity: str) -> Path:
         """The model server log of a served entity: per endpoint id, so a new owner of the name starts empty."""
@@ -194,7 +211,7 @@ class Engine:
                 if await asyncio.to_thread(self.store.save_endpoint, doc["id"], doc["name"], text):
                     doc.update(changes)
                     return doc
-        raise RuleViolation(f"Endpoint '{doc['name']}' does not exist.", "RESOURCE_DOES_NOT_EXIST")
+        raise missing_endpoint(doc["name"])
 
     async def record(self, doc: dict) -> None:
         """Write through a transition already shown; retried until state.db takes it (or the endpoint is gone)."""
@@ -212,11 +229,14 @@ class Engine:
     async def create(self, body: dict, user: str) -> dict:
         """Create an endpoint from a create request's body and start deploying its config."""
         validate_endpoint_name(body.get("name"))
+        validate_ai_gateway(body.get("ai_gateway"))
+        validate_rate_limits(body.get("rate_limits"))
         config = normalize_config(body.get("config"), self.cloud)
         await self._check_models(config)
         name = body["name"]
         ts = now_ms()
         doc = _new_endpoint(body, self._stamp_config(config, 1, user, ts), user, ts)
+        await asyncio.to_thread(take_keys, self.secrets, doc["id"], doc["pending_config"], user == self.admin_user)
         async with self._write_lock:
             if name in self.endpoints:
                 # Names are workspace-unique, so everyone hears that it is taken, and nothing else about it.
@@ -229,8 +249,11 @@ class Engine:
     async def update_config(self, name: str, config: dict, user: str) -> dict:
         """Validate `config` and start deploying it beside the serving one."""
         config = normalize_config(config, self.cloud)
-        self._refuse_if_updating(self.get(name), "update its config")
+        current = self.get(name)
+        self._refuse_if_updating(current, "update its config")
+        validate_config_change(current.get("config"), config)
         await self._check_models(config)
+        await asyncio.to_thread(take_keys, self.secrets, current["id"], config, user == self.admin_user)
         # The registry lookup yielded the event loop: look at the endpoint as it is now.
         doc = self.get(name)
         self._refuse_if_updating(doc, "update its config")
@@ -240,7 +263,13 @@ class Engine:
                           pending_config=self._stamp_config(config, self._next_version(doc), user, now_ms()),
                           state={**doc["state"], "config_update": IN_PROGRESS})
         self._launch(name, doc["pending_config"])
+        # Sealed API keys of earlier configs (neither serving nor deploying now) go.
+        await asyncio.to_thread(prune_keys, self.secrets, doc["id"], doc.get("config"), doc.get("pending_config"))
         return doc
+
+    async def cancel_update(self, name: str) -> dict:
+        """Cancel the config update in progress (see `cancel`): written first, then carried out."""
+        return await cancel_update(self, name)
 
     async def delete(self, name: str) -> None:
         """Tombstone the endpoint first, then forget it, cancel its deployment and stop its model servers."""
@@ -258,6 +287,7 @@ class Engine:
         if task:
             await asyncio.gather(task, return_exceptions=True)
         await asyncio.to_thread(shutil.rmtree, self.paths.logs / doc["id"], True)
+        await asyncio.to_thread(prune_keys, self.secrets, doc["id"])  # its sealed API keys
 
     async def stop(self, name: str) -> dict:
         doc = self.get(name)
@@ -302,8 +332,7 @@ class Engine:
 
     async def set_ai_gateway(self, name: str, ai_gateway: dict) -> dict:
         doc = self.get(name)
-        validate_rate_limits(ai_gateway.get("rate_limits"))
-        await self.commit(doc, ai_gateway=ai_gateway)
+        await self.commit(doc, lambda: validate_ai_gateway(ai_gateway, doc.get("ai_gateway")), ai_gateway=ai_gateway)
         return ai_gateway
 
     async def set_rate_limits(self, name: str, limits: list[dict] | None) -> list[dict]:
@@ -329,14 +358,20 @@ class Engine:
     # transitions reported by deployment and monitoring -----------------------------------------
     async def config_serving(self, doc: dict, target: dict, restoring: bool) -> None:
         """Every entity of `target` answers and receives the traffic: it is the serving config."""
+        self.show_serving(doc, target, restoring)
+        await self.save(doc)
+
+    def show_serving(self, doc: dict, target: dict, restoring: bool) -> None:
+        """`config_serving` without the write-through (which the caller does next)."""
         serving = copy.deepcopy(target)
         serving.pop("start_time", None)
         doc["config"] = serving
         doc["state"]["ready"] = READY
+        tasks = {rt.task for rt in self.runtimes.get(doc["name"], {}).values()}
+        doc["task"] = tasks.pop() if len(tasks) == 1 else None  # what Databricks shows for LLM endpoints
         if not restoring:  # a restore leaves config_update to the interrupted update that resumes next
             doc["pending_config"] = None
             doc["state"]["config_update"] = NOT_UPDATING
-        await self.save(doc)
 
     async def config_failed(self, doc: dict, target: dict, restoring: bool, replacing: bool) -> None:
         """`target` failed to come up; `replacing`: another config was serving (and keeps serving)."""
@@ -389,7 +424,8 @@ class Engine:
         """Every served model version exists in the registry (looked up off the event loop)."""
         def resolve_all() -> None:
             for entity in config["served_entities"]:
-                self.registry.resolve(entity["entity_name"], entity["entity_version"])
+                if not is_external(entity):  # an external model is checked by its provider, when queried
+                    self.registry.resolve(entity["entity_name"], entity["entity_version"])
 
         await asyncio.to_thread(resolve_all)
 
@@ -422,6 +458,7 @@ def _new_endpoint(body: dict, pending: dict, user: str, ts: int) -> dict:
         "description": body.get("description"),
         "budget_policy_id": body.get("budget_policy_id"),
         "email_notifications": body.get("email_notifications"),
+        "telemetry_config": body.get("telemetry_config"),
         "acl": [],
         "task": None,
     }

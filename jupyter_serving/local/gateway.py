@@ -3,135 +3,73 @@
 Requests beyond a served entity's concurrency are refused at once with Databricks' 429 (never
 queued), so a load test sees throttling exactly where the real service would throttle.
 
-Each model server is reached through its own Unix socket's keep-alive pool (`ModelServer.upstream`).
-A model's error answers come back in Databricks' shape (`error_code`, a one-line `message`,
-`details`); the Python stack trace MLflow attaches goes to the served entity's server log only.
+Each model server is reached through its own Unix socket's keep-alive pool (`ModelServer.upstream`);
+an external model through its provider's API (`external.ExternalServer`), the same way.
+
+A body with `"stream": true` is streamed: the model worker's `/stream` route answers server-sent
+events, which go on to the client piece by piece as they arrive (`StreamAnswer`), with the entity's
+concurrency slot held until the stream ends. An endpoint with an AI Gateway (or provisioned
+throughput) has its policy applied: admission (rate limits by calls and tokens, input guardrails),
+the entity's token budget, output guardrails, then usage and payload records with the tokens used.
+With `fallback_config.enabled`, a 429 or 5xx from one served entity sends the query on to the next.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import random
-import re
 import time
-from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
-import numpy as np
-
+from jupyter_serving.core.tokens import usage_of
+from jupyter_serving.local.answers import (
+    MAX_PAYLOAD_BYTES,
+    TOO_DEEP,
+    TOO_LARGE,
+    GatewayError,
+    error_answer,
+    json_too_deep,
+)
 from jupyter_serving.local.engine import Engine
+from jupyter_serving.local.external import ExternalServer
 from jupyter_serving.local.metrics import EndpointMetrics
 from jupyter_serving.local.runtime import EntityRuntime
 from jupyter_serving.local.scale_to_zero import ensure_ready
+from jupyter_serving.local.sse import StreamMeter, event
 from jupyter_serving.local.states import SUSPENDED
 from jupyter_serving.local.upstream import UpstreamClosed
 
-MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 REQUEST_TIMEOUT_S = 300.0
 COLD_START_TIMEOUT_S = 180.0
-MAX_JSON_DEPTH = 128  # deeper JSON is refused before any parser (ours or MLflow's) recurses into it
-TOO_LARGE = "The request payload exceeds the 16 MB limit; send fewer rows per request."
-TOO_DEEP = f"The request body nests JSON arrays or objects deeper than {MAX_JSON_DEPTH} levels."
-_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST",
-          409: "RESOURCE_CONFLICT", 429: "REQUEST_LIMIT_EXCEEDED", 503: "TEMPORARILY_UNAVAILABLE",
-          504: "DEADLINE_EXCEEDED"}
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+FALLBACK_STATUSES = frozenset({429, 500, 502, 503, 504})
+EVENT_STREAM = "text/event-stream"
 THROTTLED = ("Too many concurrent requests. Consider increasing the provisioned concurrency of the "
              "served entity.")
 
 
-class GatewayError(Exception):
-    def __init__(self, status: int, error_code: str, message: str):
-        super().__init__(message)
-        self.status, self.error_code, self.message = status, error_code, message
+@dataclass
+class StreamAnswer:
+    """A streamed answer: its head, and its body's pieces as they arrive (to be relayed, then closed)."""
+
+    status: int
+    media_type: str
+    served: str
+    pieces: AsyncIterator[bytes]
 
 
-def _max_depth(body: bytes) -> int:
-    steps = np.frombuffer(body.translate(None, _NOT_BRACKETS).translate(_BRACKET_STEPS), dtype=np.int8)
-    return int(np.cumsum(steps, dtype=np.int64).max()) if steps.size else 0
-
-
-def json_too_deep(body: bytes) -> bool:
-    """Whether a JSON body nests deeper than MAX_JSON_DEPTH, found without parsing (nor recursing)."""
-    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
-        return False
-    # Brackets inside strings count too at first; only when that is too deep are strings taken out.
-    return _max_depth(body) > MAX_JSON_DEPTH and _max_depth(_JSON_STRING.sub(b"", body)) > MAX_JSON_DEPTH
-
-
-def _exception_of(trace: str) -> str:
-    """`Type: message` of a Python traceback (the lines after its last indented frame line)."""
-    lines = trace.rstrip().splitlines()
-    last_frame = max((i for i, line in enumerate(lines) if line.startswith(" ")), default=-1)
-    return " ".join(lines[last_frame + 1:]) or lines[-1]
-
-
-def _one_line(text: str, limit: int = 2000) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def error_answer(status: int, payload: bytes, content_type: str) -> tuple[bytes, str | None]:
-    """A model server's error answer in Databricks' shape, and the stack trace it carried (if any)."""
-    doc = None
-    if "json" in content_type:
-        try:
-            doc = json.loads(payload)
-        except (ValueError, RecursionError):
-            pass
-    code = _CODES.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR")
-    trace = None
-    if isinstance(doc, dict) and isinstance(doc.get("message"), str):
-        code = str(doc.get("error_code") or code)
-        message, trace = doc["message"], doc.get("stack_trace")
-        if isinstance(trace, str) and trace.strip():
-            message = f"{message.rstrip()} Error: {_exception_of(trace)}"
-    elif status < 500 and payload and content_type.startswith("text/"):
-        message = payload.decode(errors="replace")
-    else:
-        message = f"The model server failed to answer the query (HTTP {status}); see the served entity's logs."
-    body = {"error_code": code, "message": _one_line(message), "details": []}
-    return json.dumps(body).encode(), trace if isinstance(trace, str) else None
-
-
-class RateLimiter:
-    """Fixed-window counters for `rate_limits` (endpoint- and AI-gateway-level)."""
-
-    _PERIODS = {"minute": 60.0, "hour": 3600.0, "day": 86400.0}
-
-    def __init__(self) -> None:
-        self._windows: dict[tuple, list] = defaultdict(lambda: [0.0, 0])
-
-    def check(self, endpoint: str, limits: list[dict], user: str) -> None:
-        now = time.monotonic()
-        for limit in limits:
-            calls = limit.get("calls")
-            if calls is None:
-                continue
-            period = self._PERIODS.get(limit.get("renewal_period", "minute"), 60.0)
-            key_kind = limit.get("key", "endpoint")
-            key = (endpoint, key_kind, user if key_kind in ("user", "service_principal") else None, period)
-            window = self._windows[key]
-            if now - window[0] >= period:
-                window[0], window[1] = now, 0
-            if window[1] >= calls:
-                who = f"user {user}" if key[2] else "the endpoint"
-                raise GatewayError(429, "REQUEST_LIMIT_EXCEEDED",
-                                   f"Rate limit of {calls} calls per {limit.get('renewal_period', 'minute')} "
-                                   f"exceeded for {who}.")
-            window[1] += 1
-
-    def forget(self, endpoint: str) -> None:
-        for key in [k for k in self._windows if k[0] == endpoint]:
-            del self._windows[key]
+def _parse(body: bytes):
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
 
 
 class Gateway:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, policy=None):
         self.engine = engine
         self.metrics: dict[str, EndpointMetrics] = {}
-        self.limiter = RateLimiter()
+        self.policy = policy  # the AI Gateway policy (local.aigateway.AiGatewayPolicy), or None
 
     def metrics_for(self, endpoint: str) -> EndpointMetrics:
         if endpoint not in self.metrics:
@@ -140,7 +78,8 @@ class Gateway:
 
     def forget(self, endpoint: str) -> None:
         self.metrics.pop(endpoint, None)
-        self.limiter.forget(endpoint)
+        if self.policy is not None:
+            self.policy.forget(endpoint)
 
     def _pick(self, doc: dict, entity: str | None) -> EntityRuntime:
         name = doc["name"]
@@ -168,31 +107,86 @@ class Gateway:
         chosen = random.choices(routes, weights=[r["traffic_percentage"] for r in routes])[0]
         return runtimes[chosen["served_model_name"]]
 
-    async def invoke(self, doc: dict, body: bytes, content_type: str | None, user: str,
-                     entity: str | None = None) -> tuple[int, bytes, str, str]:
-        """Route one query; returns (status, body, content type, served entity). Raises GatewayError."""
+    def _candidates(self, doc: dict, entity: str | None) -> list[EntityRuntime]:
+        """The entity traffic picks, then (with fallbacks enabled) the others in their configured order."""
+        first = self._pick(doc, entity)
+        fallback = ((doc.get("ai_gateway") or {}).get("fallback_config") or {}).get("enabled")
+        if entity is not None or not fallback:
+            return [first]
+        runtimes = self.engine.runtimes.get(doc["name"]) or {}
+        rest = [runtimes[e["name"]] for e in doc["config"]["served_entities"]
+                if e["name"] in runtimes and runtimes[e["name"]] is not first]
+        return [first, *rest]
+
+    def _admit(self, doc: dict, caller, body: bytes, request, is_json: bool):
+        """Rate limits and input guardrails: the policy's admission, or None when nothing applies."""
+        if self.policy is None or not (doc.get("ai_gateway") or doc.get("rate_limits") or _provisioned(doc)):
+            return None
+        if request is None and is_json:
+            request = _parse(body)
+        return self.policy.admit(doc, caller, request if isinstance(request, dict) else None, body)
+
+    async def invoke(self, doc: dict, body: bytes, content_type: str | None, caller,
+                     entity: str | None = None, tasks: frozenset | None = None):
+        """Route one query: (status, body, content type, served entity), or a StreamAnswer for `stream: true`.
+
+        `tasks`: the entity tasks the caller's route serves (the OpenAI-compatible routes); raises GatewayError."""
         started = time.perf_counter()
         if len(body) > MAX_PAYLOAD_BYTES:
             raise GatewayError(413, "BAD_REQUEST", TOO_LARGE)
-        if (content_type is None or "json" in content_type) and json_too_deep(body):
+        is_json = content_type is None or "json" in content_type
+        if is_json and json_too_deep(body):
             raise GatewayError(400, "BAD_REQUEST", TOO_DEEP)
-        limits = doc.get("rate_limits") or []
-        ai_gateway = doc.get("ai_gateway")
-        if ai_gateway and ai_gateway.get("rate_limits"):
-            limits = list(limits) + list(ai_gateway["rate_limits"])
-        if limits:
-            self.limiter.check(doc["name"], limits, user)
-        rt = self._pick(doc, entity)
+        request, stream = None, False
+        if is_json and b'"stream"' in body:
+            request = _parse(body)
+            stream = isinstance(request, dict) and request.get("stream") is True
+        admission = self._admit(doc, caller, body, request, is_json)
+        if admission is not None:
+            body = admission.body
+        candidates = self._candidates(doc, entity)
+        if tasks is not None:
+            _check_task(doc["name"], candidates[0], tasks)
+        for index, rt in enumerate(candidates):
+            last = index == len(candidates) - 1
+            try:
+                answer = await self._serve(doc, rt, body, content_type, stream, admission, started)
+            except GatewayError as exc:
+                if last or exc.status not in FALLBACK_STATUSES:
+                    raise
+                continue
+            if last or type(answer) is StreamAnswer or answer[0] not in FALLBACK_STATUSES:
+                return self._settled(doc, answer, admission)
+        raise AssertionError("unreachable")
+
+    async def _serve(self, doc: dict, rt: EntityRuntime, body: bytes, content_type: str | None, stream: bool,
+                     admission, started: float):
         metrics = self.metrics_for(doc["name"])
         if rt.in_flight >= rt.limit:
             metrics.errors.labels(rt.name, "4xx", "429").inc()
             raise GatewayError(429, "REQUEST_LIMIT_EXCEEDED", THROTTLED)
+        if admission is not None:
+            self.policy.entity_gate(doc, rt.spec)
         rt.in_flight += 1
+        release = True
         try:  # a client that goes away cancels this; the slot is released at once
-            status, payload, upstream_type = await self._forward(rt, body, content_type)
+            if stream:
+                status, upstream_type, pieces = await self._forward(rt, body, content_type, stream=True)
+                if status == 200 and upstream_type.startswith(EVENT_STREAM):
+                    release = False  # held by the stream until it ends
+                    relay = self._relay(doc, rt, pieces, admission, started)
+                    return StreamAnswer(status, upstream_type, rt.name, relay)
+                payload = await _read_all(pieces)
+            else:
+                status, payload, upstream_type = await self._forward(rt, body, content_type)
         finally:
-            rt.in_flight -= 1
-            rt.last_used = time.monotonic()
+            if release:
+                rt.in_flight -= 1
+                rt.last_used = time.monotonic()
+        return self._finish(metrics, rt, status, payload, upstream_type, started)
+
+    def _finish(self, metrics: EndpointMetrics, rt: EntityRuntime, status: int, payload: bytes,
+                upstream_type: str, started: float) -> tuple[int, bytes, str, str]:
         requests, latency = metrics.served(rt.name)
         requests.inc()
         latency.observe((time.perf_counter() - started) * 1000.0)
@@ -204,6 +198,57 @@ class Gateway:
                 self._log_trace(rt, trace)
         return status, payload, upstream_type or "application/json", rt.name
 
+    def _settled(self, doc: dict, answer, admission):
+        """The answer after output guardrails, with its usage recorded (streams record when they end)."""
+        if admission is None or type(answer) is StreamAnswer:
+            return answer
+        status, payload, media_type, served = answer
+        response = _parse(payload) if "json" in media_type else None
+        if status < 400 and isinstance(response, dict):
+            try:
+                checked = self.policy.check_output(admission, response)
+            except GatewayError as exc:
+                self.policy.settle(admission, doc, served, exc.status, getattr(exc, "payload", lambda: payload)(),
+                                   *_tokens(response))
+                raise
+            if checked is not response:
+                response, payload = checked, json.dumps(checked).encode()
+        self.policy.settle(admission, doc, served, status, payload,
+                           *_tokens(response if isinstance(response, dict) else None))
+        return status, payload, media_type, served
+
+    async def _relay(self, doc: dict, rt: EntityRuntime, pieces: AsyncIterator[bytes], admission,
+                     started: float) -> AsyncIterator[bytes]:
+        """A stream's pieces on to the client; at its end the slot is freed and the stream counted."""
+        meter = StreamMeter(keep=True) if admission is not None else None
+        status = 200
+        try:
+            try:
+                async for piece in pieces:
+                    if meter is not None:
+                        meter.feed(piece)
+                    yield piece
+            except (UpstreamClosed, asyncio.TimeoutError) as exc:
+                status = 503
+                yield event({"error_code": "TEMPORARILY_UNAVAILABLE", "details": [],
+                             "message": f"The stream from served entity '{rt.name}' broke off: {exc}"})
+        finally:
+            await pieces.aclose()
+            rt.in_flight -= 1
+            rt.last_used = time.monotonic()
+            requests, latency = self.metrics_for(doc["name"]).served(rt.name)
+            requests.inc()
+            latency.observe((time.perf_counter() - started) * 1000.0)
+            if meter is not None:
+                self._settle_stream(doc, rt, admission, meter, status)
+
+    def _settle_stream(self, doc: dict, rt: EntityRuntime, admission, meter: StreamMeter, status: int) -> None:
+        if meter.error is not None and status == 200:
+            status = 500
+        tokens_in = meter.usage[0] if meter.usage is not None else None  # None: the policy's estimate
+        record = json.dumps({"chunks": meter.chunks, "truncated": meter.truncated}).encode()
+        self.policy.settle(admission, doc, rt.name, status, record, tokens_in, meter.tokens_out)
+
     @staticmethod
     def _log_trace(rt: EntityRuntime, trace: str) -> None:
         try:
@@ -212,7 +257,8 @@ class Gateway:
         except OSError:
             pass
 
-    async def _forward(self, rt: EntityRuntime, body: bytes, content_type: str | None) -> tuple[int, bytes, str]:
+    async def _forward(self, rt: EntityRuntime, body: bytes, content_type: str | None, stream: bool = False):
+        """(status, body, content type), or with `stream` (status, content type, body pieces)."""
         content_type = content_type or "application/json"
         for attempt in (1, 2):
             if not rt.ready.is_set():
@@ -222,14 +268,21 @@ class Gateway:
                     raise GatewayError(503, "TEMPORARILY_UNAVAILABLE",
                                        f"Served entity '{rt.name}' did not become ready within "
                                        f"{COLD_START_TIMEOUT_S:.0f} s; see its logs.") from None
+            upstream = rt.server.upstream
             try:
-                status, payload, answer_type = await rt.server.upstream.request(
+                if stream:
+                    status, answer_type, pieces = await upstream.request_stream(
+                        "POST", "/stream", body, content_type, REQUEST_TIMEOUT_S)
+                    return status, answer_type.decode("latin-1"), pieces
+                status, payload, answer_type = await upstream.request(
                     "POST", "/invocations", body, content_type, REQUEST_TIMEOUT_S)
                 return status, payload, answer_type.decode("latin-1")
             except asyncio.TimeoutError:
                 raise GatewayError(504, "DEADLINE_EXCEEDED",
                                    f"The model did not answer within {REQUEST_TIMEOUT_S:.0f} s.") from None
-            except UpstreamClosed:
+            except UpstreamClosed as exc:
+                if isinstance(rt.server, ExternalServer):  # the provider: no process of ours to wait for
+                    raise GatewayError(503, "TEMPORARILY_UNAVAILABLE", str(exc)) from None
                 # The model server died under this request: it is being restarted; retry once on the new one.
                 if attempt == 2:
                     raise GatewayError(503, "TEMPORARILY_UNAVAILABLE",
@@ -242,3 +295,31 @@ class Gateway:
 
     def export(self, name: str) -> bytes:
         return self.metrics_for(name).export(self.engine.runtimes.get(name) or {})
+
+
+def _provisioned(doc: dict) -> bool:
+    return any(e.get("provisioned_model_units") for e in (doc.get("config") or {}).get("served_entities", ()))
+
+
+def _check_task(name: str, rt: EntityRuntime, tasks: frozenset) -> None:
+    task = getattr(rt, "task", None)
+    if task is not None and task not in tasks:
+        raise GatewayError(400, "BAD_REQUEST",
+                           f"Endpoint '{name}' serves task '{task}', which this route does not take "
+                           f"(it takes {', '.join(sorted(tasks))}); query it at /serving-endpoints/{name}/invocations.")
+
+
+def _tokens(response: dict | None) -> tuple[int | None, int | None]:
+    """(input, output) tokens of an answer as the model reports them in `usage` ((None, None): estimate)."""
+    usage = usage_of(response) if response is not None else None
+    return usage if usage is not None else (None, None)
+
+
+async def _read_all(pieces: AsyncIterator[bytes]) -> bytes:
+    chunks = []
+    try:
+        async for piece in pieces:
+            chunks.append(piece)
+    finally:
+        await pieces.aclose()
+    return b"".join(chunks)

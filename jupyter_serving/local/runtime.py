@@ -18,7 +18,7 @@ class EntityRuntime:
 
     endpoint: str
     spec: dict
-    server: ModelServer
+    server: ModelServer  # or an external.ExternalServer (an external model: no process)
     key: str
     limit: int
     scale_to_zero: bool
@@ -28,6 +28,7 @@ class EntityRuntime:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     endpoint_id: str = ""  # the endpoint's id: a runtime never reports to a recreated endpoint of its name
+    task: str | None = None  # the model's task (`llm/v1/chat`, `agent/v1/responses`, ...) when it declares one
 
     @property
     def name(self) -> str:
@@ -48,7 +49,7 @@ class EntityRuntime:
 def spec_key(entity: dict) -> str:
     """What makes two served entities the same deployment (so an unchanged one is not restarted)."""
     relevant = {k: entity.get(k) for k in ("name", "entity_name", "entity_version", "workload_type",
-                                           "environment_vars")}
+                                           "environment_vars", "external_model")}
     relevant["threads"] = entity_concurrency(entity)[1]
     return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -7,6 +7,12 @@ The pool has twice that: a query whose client went away releases its slot in the
 but its prediction runs on (a thread cannot be cancelled), and new queries must not wait behind it.
 One uvicorn worker per process: several workers leave Nagle on and add ~40 ms (uvicorn#3149).
 
+MLflow's scoring server does not stream, so the worker adds `POST /stream` beside MLflow's routes:
+the same JSON body, parsed by MLflow's own parser, answered from the loaded model's
+`predict_stream` as server-sent events (`data: {chunk}` per chunk, then `data: [DONE]`), each chunk
+written as soon as the model yields it. Errors before the first chunk answer in MLflow's JSON error
+shape with their status; an error after it ends the stream with a `data: {"error_code": ...}` event.
+
 It listens on the Unix-domain socket SOCKET (created 0600; only the backend connects), never on a
 TCP port, and says nowhere in its log where that socket is.
 
@@ -15,10 +21,12 @@ Usage: python -m jupyter_serving.local.scoring_worker MODEL_URI SOCKET THREADS
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import sys
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 
@@ -57,15 +65,101 @@ def _json_errors(scoring_server) -> None:
             setattr(scoring_server, name, guarded(getattr(scoring_server, name)))
 
 
+def _event(chunk) -> bytes:
+    """One server-sent event carrying `chunk` (a dict, a pydantic or MLflow dataclass object, or a string)."""
+    if hasattr(chunk, "model_dump"):
+        chunk = chunk.model_dump(exclude_none=True)
+    elif hasattr(chunk, "to_dict"):
+        chunk = chunk.to_dict()
+    return b"data: " + json.dumps(chunk, default=str).encode() + b"\n\n"
+
+
+_END = object()
+
+
+def _next(iterator):
+    return next(iterator, _END)
+
+
+def add_streaming(app, model) -> None:
+    """`POST /stream`: the model's `predict_stream` as server-sent events (see the module docstring)."""
+    from fastapi.responses import Response, StreamingResponse
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import scoring_server
+
+    input_schema = model.metadata.get_input_schema()
+
+    def open_stream(raw: bytes):
+        body = json.loads(raw)
+        if isinstance(body, dict):
+            body.pop("stream", None)
+        parsed = scoring_server._parse_json_data(json.dumps(body), model.metadata, input_schema)
+        iterator = iter(model.predict_stream(parsed.data, params=parsed.params))
+        return iterator, _next(iterator)
+
+    async def events(loop, iterator, first):
+        pending = None
+        try:
+            chunk = first
+            while chunk is not _END:
+                yield _event(chunk)
+                pending = loop.run_in_executor(None, _next, iterator)
+                chunk = await pending
+                pending = None
+            yield b"data: [DONE]\n\n"
+        except Exception as exc:  # noqa: BLE001 - the stream has begun: its end says what failed
+            traceback.print_exc()
+            yield _event({"error_code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}"})
+        finally:  # the client went away, or the stream ended: close the model's generator after its step
+            if pending is not None:
+                pending.add_done_callback(lambda _f: loop.run_in_executor(None, _close, iterator))
+            else:
+                loop.run_in_executor(None, _close, iterator)
+
+    async def stream(request):
+        raw = await request.body()
+        loop = asyncio.get_running_loop()
+        try:
+            iterator, first = await loop.run_in_executor(None, open_stream, raw)
+        except MlflowException as exc:
+            return Response(exc.serialize_as_json(), status_code=exc.get_http_status_code(),
+                            media_type="application/json")
+        except NotImplementedError as exc:
+            error = MlflowException.invalid_parameter_value(
+                f"This model does not stream ({exc}); query it without \"stream\": true.")
+            return Response(error.serialize_as_json(), status_code=400, media_type="application/json")
+        except (ValueError, TypeError) as exc:
+            error = MlflowException.invalid_parameter_value(f"Invalid streaming request: {exc}")
+            return Response(error.serialize_as_json(), status_code=400, media_type="application/json")
+        except Exception as exc:  # noqa: BLE001 - the model raised before its first chunk: a JSON error
+            traceback.print_exc()
+            error = MlflowException(f"{type(exc).__name__}: {exc}")
+            return Response(error.serialize_as_json(), status_code=500, media_type="application/json")
+        return StreamingResponse(events(loop, iterator, first), media_type="text/event-stream",
+                                 headers={"cache-control": "no-cache"})
+
+    app.router.add_route("/stream", stream, methods=["POST"])  # a plain Starlette route: no validation
+
+
+def _close(iterator) -> None:
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        try:
+            close()
+        except (ValueError, RuntimeError):  # still running in another thread, or it refused to stop
+            pass
+
+
 def main() -> None:
     model_uri, socket_path, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
     started = time.monotonic()
     print(f"Loading model {model_uri} into MLflow's scoring server", flush=True)
     from mlflow.pyfunc import scoring_server
 
-    os.environ[scoring_server._SERVER_MODEL_PATH] = model_uri
     _json_errors(scoring_server)
-    from mlflow.pyfunc.scoring_server.app import app  # loads the model; raises if it cannot
+    model = scoring_server.load_model_with_mlflow_config(model_uri)  # raises if it cannot load
+    app = scoring_server.init(model)  # what `mlflow models serve` runs (mlflow.pyfunc.scoring_server.app)
+    add_streaming(app, model)
 
     print(f"Model loaded in {time.monotonic() - started:.1f} s; serving", flush=True)
     import uvicorn

@@ -5,10 +5,13 @@ UPDATE_FAILED) and `suspend`; each served entity has `state.deployment` and `dep
 """
 from __future__ import annotations
 
+import uuid
+
 from jupyter_serving.core.rules import RuleViolation
 
 READY, NOT_READY = "READY", "NOT_READY"
 NOT_UPDATING, IN_PROGRESS, UPDATE_FAILED = "NOT_UPDATING", "IN_PROGRESS", "UPDATE_FAILED"
+UPDATE_CANCELED = "UPDATE_CANCELED"  # an update cancelled by its owner (POST .../config:cancel)
 CREATING, DEPLOYED, FAILED, ABORTED, RECOVERING = (
     "DEPLOYMENT_CREATING", "DEPLOYMENT_READY", "DEPLOYMENT_FAILED", "DEPLOYMENT_ABORTED", "DEPLOYMENT_RECOVERING",
 )
@@ -17,6 +20,17 @@ SUSPENDED, NOT_SUSPENDED = "SUSPENDED", "NOT_SUSPENDED"
 
 class StateError(RuleViolation):
     """A request that the endpoint's current state forbids (400 INVALID_STATE or 409 conflict)."""
+
+
+REQUEST_INFO_TYPE = "type.googleapis.com/google.rpc.RequestInfo"
+
+
+def missing_endpoint(name: str) -> RuleViolation:
+    """Databricks' 404 for an endpoint that does not exist (databricks-sdk raises `NotFound`), with the
+    `google.rpc.RequestInfo` detail its errors carry."""
+    error = RuleViolation(f"Endpoint with name '{name}' does not exist.", "RESOURCE_DOES_NOT_EXIST")
+    error.details = [{"@type": REQUEST_INFO_TYPE, "request_id": str(uuid.uuid4()), "serving_data": ""}]
+    return error
 
 
 def entity_state(deployment: str, message: str) -> dict:

@@ -9,11 +9,17 @@ One `UpstreamPool` per model server holds its idle connections (most recently us
 connection carries one request at a time and goes back to the pool only after its whole answer was
 read and the server kept it alive; one whose request failed, timed out or was cancelled (the caller
 went away) is aborted, never reused with a half-read answer in it.
+
+`request_stream` hands over the answer's body as it arrives (server-sent events from a streaming
+model): it returns once the head is in, with an async iterator of the body's pieces, each given to
+the caller as soon as the parser has it — no buffering, no task per piece.
 """
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
+from collections.abc import AsyncIterator
 
 import httptools
 
@@ -44,9 +50,24 @@ class _Connection(asyncio.Protocol):
         self.chunks: list[bytes] = []
         self.started = False  # any byte of the current answer received
         self.idle_since = 0.0
+        self.streaming = False  # the current request hands its body over piece by piece
+        self.pieces: deque = deque()  # streamed body pieces not yet taken (None marks the end)
+        self.piece_waiter: asyncio.Future | None = None
 
-    def begin(self, data: bytes, body: bytes, waiter: asyncio.Future) -> None:
+    def begin_stream(self, data: bytes, body: bytes, waiter: asyncio.Future) -> None:
+        self.begin(data, body, waiter, streaming=True)
+
+    def _hand_over(self, piece) -> None:
+        self.pieces.append(piece)
+        waiter, self.piece_waiter = self.piece_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def begin(self, data: bytes, body: bytes, waiter: asyncio.Future, streaming: bool = False) -> None:
         self.waiter, self.status, self.content_type, self.chunks, self.started = waiter, 0, b"", [], False
+        self.streaming = streaming
+        if streaming:
+            self.pieces, self.piece_waiter = deque(), None
         self.transport.write(data)
         if body:
             self.transport.write(body)
@@ -79,6 +100,9 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self.closed = True
         self.pool.discard(self)
+        if self.streaming and self.waiter is None:
+            self._hand_over(UpstreamClosed(f"The model server closed the connection mid-answer ({exc or 'EOF'}).",
+                                           answered=True))
         if self.waiter is not None:
             self._fail(UpstreamClosed(f"The model server closed the connection ({exc or 'EOF'}).",
                                       answered=self.started))
@@ -90,14 +114,24 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
+        if self.streaming:  # the caller takes over at the head; the body follows piece by piece
+            waiter, self.waiter = self.waiter, None
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     def on_body(self, body: bytes) -> None:
-        self.chunks.append(body)
+        if self.streaming:
+            self._hand_over(body)
+        else:
+            self.chunks.append(body)
 
     def on_message_complete(self) -> None:
-        waiter, self.waiter = self.waiter, None
         if not self.parser.should_keep_alive():
             self.closed = True  # taken out of the pool when the request ends
+        if self.streaming:
+            self._hand_over(None)
+            return
+        waiter, self.waiter = self.waiter, None
         if waiter is None:  # an answer nobody asked for: the stream is out of step
             self.abort()
         elif not waiter.done():
@@ -159,15 +193,72 @@ class UpstreamPool:
                 # A kept-alive connection the server closed before reading our request: try a new one.
         return await self._exchange(await self._connect(), method, target, body, content_type, timeout)
 
-    async def _exchange(self, conn: _Connection, method: str, target: str, body: bytes,
-                        content_type: str | None, timeout: float) -> tuple[int, bytes, bytes]:
+    def _message(self, method: str, target: str, body: bytes, content_type: str | None) -> tuple[bytes, bytes]:
         head = self._head(method, target, content_type)
         if body or method != "GET":
             head += b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
         else:
             head += b"\r\n"
         if len(body) <= _JOIN_LIMIT:
-            head, body = head + body, b""
+            return head + body, b""
+        return head, body
+
+    async def request_stream(self, method: str, target: str, body: bytes, content_type: str | None,
+                             timeout: float) -> tuple[int, bytes, AsyncIterator[bytes]]:
+        """(status, content type, body pieces) of one request, returned once the answer's head is in.
+
+        The iterator yields the body as it arrives; `timeout` bounds the wait for the head and for each
+        piece. Close it (`aclose`) when stopping early: the connection is then aborted, not reused."""
+        if self.closed:
+            raise UpstreamClosed("The model server's connection pool is closed.")
+        conn = self._take() or await self._connect()
+        head, rest = self._message(method, target, body, content_type)
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        timer = loop.call_later(timeout, _expire, conn, waiter, timeout)
+        self._busy.add(conn)
+        try:
+            conn.begin_stream(head, rest, waiter)
+            await waiter
+        except BaseException:
+            conn.abort()
+            self._busy.discard(conn)
+            raise
+        finally:
+            timer.cancel()
+        return conn.status, conn.content_type, self._pieces(conn, timeout)
+
+    async def _pieces(self, conn: _Connection, timeout: float) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        complete = False
+        try:
+            while True:
+                while not conn.pieces:
+                    waiter = conn.piece_waiter = loop.create_future()
+                    timer = loop.call_later(timeout, _expire, conn, waiter, timeout)
+                    try:
+                        await waiter
+                    finally:
+                        timer.cancel()
+                piece = conn.pieces.popleft()
+                if piece is None:
+                    complete = True
+                    return
+                if isinstance(piece, BaseException):
+                    raise piece
+                yield piece
+        finally:
+            self._busy.discard(conn)
+            conn.streaming = False
+            if complete and not conn.closed and not self.closed:
+                conn.idle_since = time.monotonic()
+                self._idle.append(conn)
+            else:
+                conn.abort()
+
+    async def _exchange(self, conn: _Connection, method: str, target: str, body: bytes,
+                        content_type: str | None, timeout: float) -> tuple[int, bytes, bytes]:
+        head, body = self._message(method, target, body, content_type)
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         timer = loop.call_later(timeout, _expire, conn, waiter, timeout)

@@ -78,4 +78,4 @@ async def openapi(doc: Viewable, engine: EngineDep, url: BaseUrl):
 def _models_metadata(engine: Engine, doc: dict) -> dict:
     """Each served entity's model signature and example (reads the registry and model files: in a thread)."""
     return {e["name"]: read_model_metadata(engine.registry.resolve(e["entity_name"], e["entity_version"]))
-            for e in doc["config"]["served_entities"]}
+            for e in doc["config"]["served_entities"] if e.get("external_model") is None}
