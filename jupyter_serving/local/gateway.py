@@ -163,6 +163,7 @@ class Gateway:
                      admission, started: float):
         metrics = self.metrics_for(doc["name"])
         if rt.in_flight >= rt.limit:
+            metrics.served(rt.name)[0].inc()
             metrics.errors.labels(rt.name, "4xx", "429").inc()
             raise GatewayError(429, "REQUEST_LIMIT_EXCEEDED", THROTTLED)
         if admission is not None:
