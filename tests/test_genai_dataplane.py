@@ -293,3 +293,14 @@ def test_completions_streamed_and_not_through_the_openai_client(rest, openai_cli
         assert len([p for p in pieces if p]) >= 2
     finally:
         rest.delete(name)
+
+
+def test_langchain_chat_openai_client_from_the_sdk(chat_endpoint):
+    """`get_langchain_chat_open_ai_client` (langchain-openai's ChatOpenAI on the same routes)."""
+    from databricks.sdk import WorkspaceClient
+
+    llm = WorkspaceClient().serving_endpoints.get_langchain_chat_open_ai_client(chat_endpoint)
+    assert llm.invoke("hello", max_tokens=2).content == "tok0 tok1"
+    pieces = [chunk.content for chunk in llm.stream("hello", max_tokens=3)]
+    assert "".join(pieces) == "tok0 tok1 tok2"
+    assert len([p for p in pieces if p]) == 3

@@ -136,3 +136,39 @@ def test_without_fallbacks_the_saturated_entity_refuses(rest, sleep_model, local
             assert poll(refused, 10, 0.02, "a 429 from the busy entity")["error_code"] == "REQUEST_LIMIT_EXCEEDED"
     finally:
         rest.delete(name)
+
+
+def test_provisioned_throughput_refuses_past_its_token_budget(rest, delayed_chat_model):
+    """1 model unit = 100 tokens/s, doubled by burst scaling: the budget holds 200 tokens. A query that
+    spends 1000 tokens empties it; the next is refused (429, Retry-After) until it has refilled."""
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.service.serving import PtEndpointCoreConfig, PtServedModel
+
+    w = WorkspaceClient()
+    name = unique("gpt")
+    w.serving_endpoints.create_provisioned_throughput_endpoint(name, config=PtEndpointCoreConfig(served_entities=[
+        PtServedModel(entity_name=delayed_chat_model["name"], entity_version=delayed_chat_model["version"],
+                      provisioned_model_units=1, name="chat")]))
+    try:
+        rest.wait_ready(name, timeout=240)
+        assert rest.get(name)["config"]["served_entities"][0]["provisioned_model_units"] == 1
+        big = {"messages": [{"role": "user", "content": "hi"}], "custom_inputs": {"tokens": 1000}}
+        first = rest.query(name, big)
+        assert first.status_code == 200, first.text
+        assert first.json()["usage"]["completion_tokens"] == 1000
+        refused = rest.query(name, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+        assert "provisioned throughput" in refused.json()["message"]
+        assert int(refused.headers["Retry-After"]) >= 1
+        small = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+        assert poll(lambda: rest.query(name, small).status_code == 200, 30, 0.5, "the budget to refill")
+        w.serving_endpoints.update_provisioned_throughput_endpoint_config(name, config=PtEndpointCoreConfig(
+            served_entities=[PtServedModel(entity_name=delayed_chat_model["name"],
+                                           entity_version=delayed_chat_model["version"],
+                                           provisioned_model_units=100, name="chat")]))
+        rest.wait_ready(name, timeout=240)
+        for _ in range(2):  # 100 units: 20000 tokens of budget, two big queries in a row pass
+            assert rest.query(name, big).status_code == 200
+    finally:
+        rest.delete(name)

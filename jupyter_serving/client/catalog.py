@@ -30,6 +30,7 @@ class ModelInfo:
     flavors: tuple[str, ...] = ()
     source: str = ""
     error: str = ""  # why size/flavors are missing
+    task: str = ""  # the MLmodel metadata task (agent/v1/responses, llm/v1/chat, ...); '' when none
 
 
 class StaticCatalog:
@@ -50,7 +51,8 @@ class StaticCatalog:
         if isinstance(value, ModelInfo):
             return value
         if isinstance(value, Mapping):
-            return ModelInfo(model, str(version), value.get("size_bytes"), tuple(value.get("flavors", ())))
+            return ModelInfo(model, str(version), value.get("size_bytes"), tuple(value.get("flavors", ())),
+                             task=str(value.get("task") or ""))
         return ModelInfo(model, str(version), value if isinstance(value, int) else None)
 
 
@@ -132,12 +134,12 @@ class ModelCatalog:
             uri = client.get_model_version_download_uri(model, str(version))
         except Exception as err:  # noqa: BLE001 - shown in the form, never raised
             return ModelInfo(model, str(version), error=_one_line(err))
-        size, flavors, error = None, (), ""
+        size, flavors, error, task = None, (), "", ""
         try:
-            size, flavors = _artifact_facts(uri)
+            size, flavors, task = _artifact_facts(uri)
         except Exception as err:  # noqa: BLE001
             error = _one_line(err)
-        info = ModelInfo(model, str(version), size, flavors, uri, error)
+        info = ModelInfo(model, str(version), size, flavors, uri, error, task)
         with self._lock:
             self._info[key] = info
         return info
@@ -161,12 +163,12 @@ def _local_mlflow_uri(client: Any) -> str | None:
     return (info or {}).get("mlflow_uri") or None
 
 
-def _artifact_facts(uri: str) -> tuple[int | None, tuple[str, ...]]:
-    """(total size in bytes, MLmodel flavors) of the model artifacts at `uri`."""
+def _artifact_facts(uri: str) -> tuple[int | None, tuple[str, ...], str]:
+    """(total size in bytes, MLmodel flavors, MLmodel metadata task) of the model artifacts at `uri`."""
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file"):
         path = unquote(parsed.path) if parsed.scheme == "file" else uri
-        return _dir_size(path), _flavors_from_file(os.path.join(path, "MLmodel"))
+        return (_dir_size(path), *_mlmodel_facts(os.path.join(path, "MLmodel")))
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     repo = get_artifact_repository(uri)
@@ -178,16 +180,16 @@ def _artifact_facts(uri: str) -> tuple[int | None, tuple[str, ...]]:
                 stack.append(item.path)
             else:
                 total += int(item.file_size or 0)
-    flavors: tuple[str, ...] = ()
+    facts: tuple[tuple[str, ...], str] = ((), "")
     try:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
             local = repo.download_artifacts("MLmodel", tmp)
-            flavors = _flavors_from_file(local)
+            facts = _mlmodel_facts(local)
     except Exception:  # noqa: BLE001 - flavors are a hint only
         pass
-    return total, flavors
+    return (total, *facts)
 
 
 def _dir_size(path: str) -> int:
@@ -201,13 +203,15 @@ def _dir_size(path: str) -> int:
     return total
 
 
-def _flavors_from_file(path: str) -> tuple[str, ...]:
+def _mlmodel_facts(path: str) -> tuple[tuple[str, ...], str]:
+    """(flavors, metadata task) of an MLmodel file; ((), '') when it cannot be read."""
     try:
         import yaml
 
         with open(path, encoding="utf-8") as fh:
             meta = yaml.safe_load(fh) or {}
-        return tuple(sorted((meta.get("flavors") or {}).keys()))
+        task = (meta.get("metadata") or {}).get("task") if isinstance(meta.get("metadata"), dict) else None
+        return tuple(sorted((meta.get("flavors") or {}).keys())), str(task or "")
     except Exception:  # noqa: BLE001 - missing file, yaml errors: flavors are a hint only
-        return ()
+        return (), ""
 

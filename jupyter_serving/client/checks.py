@@ -7,7 +7,6 @@ from typing import Any
 
 from jupyter_serving.core import rules
 from jupyter_serving.core.errors import Hint, InvalidInputError
-from jupyter_serving.core.status import entity_list
 
 __all__ = ["check_endpoint_name", "check_entity_name", "check_config", "rule_error"]
 
@@ -41,9 +40,7 @@ def check_entity_name(entity: Any) -> str:
 
 
 def check_config(config: dict, cloud: str) -> None:
-    """Validate a core config with `rules` (external models are left to the server)."""
-    if any(e.get("external_model") for e in entity_list(config)):
-        return  # external models have no entity_version
+    """Validate a core config with `rules` (external models and provisioned throughput included)."""
     try:
         rules.normalize_config(config, cloud)
     except rules.RuleViolation as err:

@@ -3,16 +3,19 @@ config), and find a model's latest registered version. Every config is checked w
 before it is sent."""
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from jupyter_serving.client.base import DEFAULT_WAIT_TIMEOUT, ProgressCallback, wait_hint
 from jupyter_serving.client.checks import check_config, check_endpoint_name, rule_error
 from jupyter_serving.client.endpoints import EndpointsMixin
 from jupyter_serving.client.errors import server_message
-from jupyter_serving.client.sdk_compat import entity_input_fields, typed_config, typed_create
+from jupyter_serving.client.sdk_compat import entity_input_fields, typed_config, typed_create, typed_pt_create
+from jupyter_serving.core import ai_gateway as ai_rules
 from jupyter_serving.core import configs, rules
 from jupyter_serving.core.arguments import routes_to_traffic_config
 from jupyter_serving.core.errors import Hint, InvalidInputError, NotFoundError, one_line
+from jupyter_serving.core.genai import is_pt_config
 from jupyter_serving.core.status import EndpointStatus
 
 GIVE_VERSION = Hint(python="Give the version explicitly, e.g. version=1.",
@@ -80,10 +83,13 @@ class DeployMixin(EndpointsMixin):
         min_concurrency: int | None = None,
         max_concurrency: int | None = None,
         scale_to_zero: bool = False,
+        provisioned_model_units: int | None = None,
+        burst_scaling: bool | None = None,
         traffic: Mapping[str, int] | None = None,
         tags: Mapping[str, str] | list | None = None,
         route_optimized: bool | None = None,
         description: str | None = None,
+        ai_gateway: Mapping | None = None,
         wait: bool = True,
         timeout: float = DEFAULT_WAIT_TIMEOUT,
         on_progress: ProgressCallback | None = None,
@@ -91,39 +97,61 @@ class DeployMixin(EndpointsMixin):
         """Create an endpoint serving `model` (one entity), or the entities of `config`.
 
         `config` is either the core config (`served_entities`, `traffic_config`, ...) or a full
-        create request (`{"name", "config", "tags", ...}`). Validated client-side with `rules`
-        before anything is sent. With `wait`, polls until the endpoint settles, calling
-        `on_progress(status, elapsed)`; raises DeploymentFailedError if the deployment fails.
+        create request (`{"name", "config", "tags", "ai_gateway", ...}`); its entities may be external
+        models. `provisioned_model_units` makes the `model` entity provisioned throughput; a config whose
+        entities all are goes through `create_provisioned_throughput_endpoint`. `ai_gateway` (AI Gateway
+        settings, see `jupyter_serving.core.ai_gateway.build`) replaces the config's. Validated
+        client-side with `rules` before anything is sent. With `wait`, polls until the endpoint settles,
+        calling `on_progress(status, elapsed)`; raises DeploymentFailedError if the deployment fails.
         """
         check_endpoint_name(name)
-        if config is not None:
-            extra, core = configs.split_create_config(name, config)
-            if model:
-                raise InvalidInputError("Give either a config or a model, not both", Hint(
-                    python="Put every served entity in the config, or use model=.",
-                    magic="Put every served entity in the config, or use --model."))
-        elif not model:
-            raise InvalidInputError("Nothing to serve", Hint(
-                python="Name a model (model='catalog.schema.model') or give a full config (config={...}).",
-                magic="Name a model (--model catalog.schema.model) or give a full config (--from-json)."))
-        else:
-            extra = {}
-            try:
-                version = version if version not in (None, "") else self.latest_version(model)
-            except NotFoundError as err:
-                raise self._registered_elsewhere([(model, None)]) or err from None
-            core = {"served_entities": [rules.served_entity(
-                model, version, name=entity_name, workload_type=workload_type, workload_size=workload_size,
-                min_concurrency=min_concurrency, max_concurrency=max_concurrency, scale_to_zero=scale_to_zero)]}
+        entity_args = dict(name=entity_name, workload_type=workload_type, workload_size=workload_size,
+                           min_concurrency=min_concurrency, max_concurrency=max_concurrency,
+                           scale_to_zero=scale_to_zero)
+        extra, core = self._create_core(name, config, model, version, entity_args,
+                                        (provisioned_model_units, burst_scaling))
         request = configs.create_request(name, core, extra, traffic=traffic, tags=tags,
                                          route_optimized=route_optimized, description=description)
+        if ai_gateway is not None:
+            request["ai_gateway"] = json.loads(json.dumps(dict(ai_gateway)))
         check_config(core, self.cloud)
+        try:
+            ai_rules.check(request.get("ai_gateway"))
+        except rules.RuleViolation as err:
+            raise rule_error(err) from None
         try:
             self._send_create(request)
         except NotFoundError as err:
             models = [(e.get("entity_name"), e.get("entity_version")) for e in core.get("served_entities") or []]
             raise self._registered_elsewhere(models) or err from None
         return self._settle(name, wait, timeout=timeout, on_progress=on_progress)
+
+    def _create_core(self, name: str, config: Mapping | None, model: str | None, version: str | int | None,
+                     entity_args: dict, units: tuple[int | None, bool | None]) -> tuple[dict, dict]:
+        """(the request's fields but its config, the core config) of a create call."""
+        if config is not None:
+            if model:
+                raise InvalidInputError("Give either a config or a model, not both", Hint(
+                    python="Put every served entity in the config, or use model=.",
+                    magic="Put every served entity in the config, or use --model."))
+            return configs.split_create_config(name, config)
+        if not model:
+            raise InvalidInputError("Nothing to serve", Hint(
+                python="Name a model (model='catalog.schema.model') or give a full config (config={...}).",
+                magic="Name a model (--model catalog.schema.model) or give a full config (--from-json)."))
+        try:
+            version = version if version not in (None, "") else self.latest_version(model)
+        except NotFoundError as err:
+            raise self._registered_elsewhere([(model, None)]) or err from None
+        pt_units, burst = units
+        if pt_units is not None:  # workload settings beside the units are the rules' to refuse
+            entity_args = {**entity_args, "scale_to_zero": entity_args["scale_to_zero"] or None}
+        entity = rules.served_entity(model, version, **entity_args)
+        if pt_units is not None:
+            entity["provisioned_model_units"] = pt_units
+            if burst is not None:
+                entity["burst_scaling_enabled"] = bool(burst)
+        return {}, {"served_entities": [entity]}
 
     def _registered_elsewhere(self, models: list[tuple[str | None, str | None]]) -> NotFoundError | None:
         """For the local backend: the error saying where a model the backend lacks was registered
@@ -152,6 +180,12 @@ class DeployMixin(EndpointsMixin):
             "not_found_hint": "Check the model's full name (catalog.schema.model) and version.",
         }
         what = f"Creating endpoint '{name}'"
+        if is_pt_config(request["config"]):
+            typed = typed_pt_create(request)
+            if typed is not None:  # else the regular create, which takes provisioned_model_units too
+                create_pt = self.workspace.serving_endpoints.create_provisioned_throughput_endpoint
+                self._call(lambda: create_pt(**typed), what=what, **hints)
+                return
         typed = typed_create(request)
         if typed is not None:
             self._call(lambda: self.workspace.serving_endpoints.create(**typed), what=what, **hints)

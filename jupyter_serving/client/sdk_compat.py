@@ -10,9 +10,11 @@ import dataclasses
 import json
 from typing import Any
 
-__all__ = ["entity_input_fields", "typed_expressible", "typed_create", "typed_config"]
+__all__ = ["entity_input_fields", "typed_ai_gateway", "typed_expressible", "typed_create", "typed_config",
+           "typed_pt_config", "typed_pt_create"]
 
-_CREATE_KEYS = {"name", "config", "tags", "route_optimized", "description"}
+_CREATE_KEYS = {"name", "config", "tags", "route_optimized", "description", "ai_gateway"}
+_PT_CREATE_KEYS = {"name", "config", "tags", "ai_gateway"}
 _CONFIG_KEYS = {"served_entities", "traffic_config"}
 
 
@@ -33,9 +35,11 @@ def typed_expressible(cls: Any, value: dict) -> bool:
 
 def typed_create(request: dict) -> dict | None:
     """Keyword arguments for `serving_endpoints.create`, or None when the SDK cannot express `request`."""
-    from databricks.sdk.service.serving import EndpointCoreConfigInput, EndpointTag
+    from databricks.sdk.service.serving import AiGatewayConfig, EndpointCoreConfigInput, EndpointTag
 
     if not set(request) <= _CREATE_KEYS or not typed_expressible(EndpointCoreConfigInput, request["config"]):
+        return None
+    if request.get("ai_gateway") is not None and not typed_expressible(AiGatewayConfig, request["ai_gateway"]):
         return None
     return {
         "name": request["name"],
@@ -43,7 +47,44 @@ def typed_create(request: dict) -> dict | None:
         "tags": [EndpointTag.from_dict(t) for t in request["tags"]] if "tags" in request else None,
         "route_optimized": request.get("route_optimized"),
         "description": request.get("description"),
+        "ai_gateway": AiGatewayConfig.from_dict(request["ai_gateway"]) if request.get("ai_gateway") else None,
     }
+
+
+def typed_pt_config(core: dict):
+    """The SDK's `PtEndpointCoreConfig` for a provisioned-throughput core config, or None when it cannot
+    express it (workload fields beside the units, fields newer than the SDK)."""
+    from databricks.sdk.service.serving import PtEndpointCoreConfig
+
+    return PtEndpointCoreConfig.from_dict(core) if typed_expressible(PtEndpointCoreConfig, core) else None
+
+
+def typed_pt_create(request: dict) -> dict | None:
+    """Keyword arguments for `serving_endpoints.create_provisioned_throughput_endpoint`, or None when the
+    SDK (or that API: no description, no route optimization) cannot express `request`."""
+    from databricks.sdk.service.serving import AiGatewayConfig, EndpointTag
+
+    config = typed_pt_config(request["config"]) if set(request) <= _PT_CREATE_KEYS else None
+    if config is None or (request.get("ai_gateway") is not None
+                          and not typed_expressible(AiGatewayConfig, request["ai_gateway"])):
+        return None
+    return {
+        "name": request["name"],
+        "config": config,
+        "tags": [EndpointTag.from_dict(t) for t in request["tags"]] if "tags" in request else None,
+        "ai_gateway": AiGatewayConfig.from_dict(request["ai_gateway"]) if request.get("ai_gateway") else None,
+    }
+
+
+def typed_ai_gateway(ai_gateway: dict) -> dict | None:
+    """Keyword arguments (but the name) for `serving_endpoints.put_ai_gateway`, or None when the SDK cannot
+    express the settings."""
+    from databricks.sdk.service.serving import AiGatewayConfig
+
+    if not typed_expressible(AiGatewayConfig, ai_gateway):
+        return None
+    typed = AiGatewayConfig.from_dict(ai_gateway)
+    return {f.name: getattr(typed, f.name) for f in dataclasses.fields(typed)}
 
 
 def typed_config(core: dict) -> dict | None:

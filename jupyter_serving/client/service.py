@@ -2,9 +2,12 @@
 
     endpoints.EndpointsMixin   get, exists, list, names, list_raw, stop, start, delete, cancel_update
     deploy.DeployMixin         create, update_config, set_traffic, latest_version
+    genai.GenAIMixin           create_external, create_pt, update_pt, set_ai_gateway, ai_gateway, secret_scopes/keys
     entities.EntitiesMixin     add_entity, remove_entity (one-line canaries)
     waiting.WaitingMixin       wait (and why a deployment failed)
     query.QueryMixin           query
+    chat.ChatMixin             chat (streamed deltas or a ChatAnswer), openai, endpoint_task, chat_stream
+    records.RecordsMixin       payloads (inference table), usage, usage_summary, metrics
     admin.AdminMixin           logs, build_logs, openapi, request_template, permissions, grant, tags
 
 Requests go through the SDK's typed methods where the SDK can express them (`sdk_compat`), and
@@ -17,13 +20,16 @@ from typing import Any
 
 from jupyter_serving.client.admin import AdminMixin
 from jupyter_serving.client.base import DEFAULT_QUERY_TIMEOUT
+from jupyter_serving.client.chat import ChatMixin
 from jupyter_serving.client.connection import Opened, Target, cloud_of, open_client, resolve_target, set_user_agent
 from jupyter_serving.client.entities import EntitiesMixin
+from jupyter_serving.client.genai import GenAIMixin
 from jupyter_serving.client.query import QueryMixin
+from jupyter_serving.client.records import RecordsMixin
 from jupyter_serving.client.waiting import WaitingMixin
 
 
-class ServingClient(EntitiesMixin, WaitingMixin, QueryMixin, AdminMixin):
+class ServingClient(EntitiesMixin, GenAIMixin, WaitingMixin, ChatMixin, QueryMixin, RecordsMixin, AdminMixin):
     """Model serving through databricks-sdk. Build one with `ServingClient.connect(...)`,
     `jupyter_serving.api.connect(...)`, or wrap an existing `WorkspaceClient`.
 

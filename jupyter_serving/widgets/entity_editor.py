@@ -13,9 +13,9 @@ import ipywidgets as W
 from traitlets import Unicode, observe
 
 from jupyter_serving.client.catalog import ModelInfo
-from jupyter_serving.core import gpu_fit, rules
+from jupyter_serving.core import genai, gpu_fit, rules
 from jupyter_serving.core.workloads import CONCURRENCY_STEP, WORKLOAD_SIZES, find_workload_type, workload_types
-from jupyter_serving.widgets._common import GREY, esc, field_row
+from jupyter_serving.widgets._common import GREY, esc, field_row, note
 from jupyter_serving.widgets.gpu_view import advice_html
 
 if TYPE_CHECKING:
@@ -33,6 +33,12 @@ def _workload_label(wt) -> str:
 def _size_label(size: str) -> str:
     low, high = WORKLOAD_SIZES[size]
     return f"{size} · {low} concurrent" if low == high else f"{size} · {low}–{high} concurrent"
+
+
+def units_html(units: int, burst_scaling: bool) -> str:
+    """What `units` model units mean locally ('' while they are invalid: the form shows the rule's error)."""
+    text = genai.pt_throughput_text(int(units), bool(burst_scaling))
+    return f'<span style="color:{GREY};font-size:12px">&nbsp;= {esc(text.split(": ", 1)[-1])}</span>' if text else ""
 
 
 def _version_or_none(version: str | int | None) -> str | None:
@@ -59,18 +65,22 @@ class EntityEditor(W.VBox):
         self._auto_name = ""
         self.preferred: tuple[str | None, str | None] = (model, _version_or_none(version))
         self._kept_type = ""
+        self.kind = "model"  # the form's entity kind: model, agent or pt (provisioned throughput)
         self.title = W.HTML()
         self._build_controls(form.cloud)
         head = W.HBox([self.title, self.remove_button],
                       layout=W.Layout(justify_content="space-between", align_items="center"))
+        self.compute_rows = [field_row("Compute", self.workload_type, self.use_recommended),
+                             field_row("Scaling", self.sizing), field_row("", self.size, self.concurrency_box),
+                             field_row("", self.scale_to_zero)]
+        self.pt_row = field_row("Model units", self.units, self.burst_scaling, self.units_note)
+        self.pt_row.layout.display = "none"
         super().__init__([
             head,
             field_row("Model", self.model, W.HTML("&nbsp;version"), self.version),
             field_row("Entity name", self.entity_name),
-            field_row("Compute", self.workload_type, self.use_recommended),
-            field_row("Scaling", self.sizing),
-            field_row("", self.size, self.concurrency_box),
-            field_row("", self.scale_to_zero),
+            *self.compute_rows,
+            self.pt_row,
             self.advice,
         ], layout=W.Layout(border="1px solid #d0d7de", padding="6px 10px", margin="4px 0"))
         self.add_class("jupyter-serving-entity")
@@ -99,13 +109,18 @@ class EntityEditor(W.VBox):
                                       layout=W.Layout(display="none", align_items="center"))
         self.scale_to_zero = W.Checkbox(value=False, description="Scale to zero when idle", indent=False,
                                         layout=W.Layout(width="220px"))
+        self.units = W.IntText(value=50, layout=W.Layout(width="100px"))
+        self.burst_scaling = W.Checkbox(value=True, description="Burst scaling", indent=False,
+                                        layout=W.Layout(width="120px"))
+        self.units_note = W.HTML(layout=W.Layout(flex="1 1 auto", width="auto"))
         self.advice = W.HTML()
 
     def _connect(self) -> None:
         self.model.observe(self._model_changed, names="value")
         self.version.observe(self._version_changed, names="value")
         self.entity_name.observe(lambda _: self.form.entity_changed(self), names="value")
-        for w in (self.workload_type, self.size, self.min_concurrency, self.max_concurrency, self.scale_to_zero):
+        for w in (self.workload_type, self.size, self.min_concurrency, self.max_concurrency, self.scale_to_zero,
+                  self.units, self.burst_scaling):
             w.observe(lambda _: self._compute_changed(), names="value")
         self.sizing.observe(self._sizing_changed, names="value")
         self.use_recommended.on_click(lambda _: self._apply_recommendation())
@@ -123,6 +138,13 @@ class EntityEditor(W.VBox):
 
     def entity(self) -> dict:
         """The `served_entities[]` item this editor describes (no `entity_name` before a model is chosen)."""
+        if self.kind == "pt":
+            e = genai.pt_entity(self.model.value or "", self.version.value or None, int(self.units.value),
+                                name=self.entity_name.value.strip() or None,
+                                burst_scaling=None if self.burst_scaling.value else False)
+            if not self.model.value:
+                del e["entity_name"]
+            return e
         by_size = self.sizing.value == "size"
         e: dict[str, Any] = rules.served_entity(
             self.model.value or "", self.version.value or None, name=self.entity_name.value.strip() or None,
@@ -139,9 +161,18 @@ class EntityEditor(W.VBox):
         self.title.value = (f'<span style="font-weight:600;font-size:14px">Served entity {index + 1}</span>'
                             f'<span style="color:{GREY}"> · {esc(self.entity_label)}</span>')
 
+    def set_kind(self, kind: str) -> None:
+        """Show the fields of `kind`: model units for provisioned throughput, compute and scaling otherwise."""
+        self.kind = kind
+        for row in self.compute_rows:
+            row.layout.display = "none" if kind == "pt" else None
+        self.pt_row.layout.display = None if kind == "pt" else "none"
+        self._render_advice()
+
     def set_disabled(self, disabled: bool) -> None:
         for w in (self.model, self.version, self.entity_name, self.workload_type, self.sizing, self.size,
-                  self.min_concurrency, self.max_concurrency, self.scale_to_zero, self.remove_button):
+                  self.min_concurrency, self.max_concurrency, self.scale_to_zero, self.remove_button, self.units,
+                  self.burst_scaling):
             w.disabled = disabled
         self.use_recommended.disabled = disabled or not self._recommendation_differs()
 
@@ -264,6 +295,18 @@ class EntityEditor(W.VBox):
         return gpu_fit.check(self.form.cloud, self.workload_type.value, self.info.size_bytes, self.info.flavors)
 
     def _render_advice(self) -> None:
-        self.advice.value = advice_html(self.form.cloud, self.entity(), self.info, self.recommendation(),
-                                        self.advice_items(), self.unavailable)
+        pt = self.kind == "pt"
+        self.units_note.value = units_html(self.units.value, self.burst_scaling.value) if pt else ""
+        self.advice.value = advice_html(self.form.cloud, self.entity(), self.info, None if pt else self.recommendation(),
+                                        [] if pt else self.advice_items(), self.unavailable) + self._task_html()
         self.use_recommended.disabled = self.model.disabled or not self._recommendation_differs()
+
+    def _task_html(self) -> str:
+        """The model's MLmodel task when it matters: an agent's, or a warning when Agent is chosen for a model
+        that is not one."""
+        task = self.info.task if self.info is not None else ""
+        if self.kind == "agent" and self.info is not None and not genai.is_agent_task(task):
+            return note(f"{self.entity_label}: this model's MLmodel has {f'task {task}' if task else 'no task'}, not "
+                        "an agent's (agent/v1/responses, agent/v2/chat): log it as a ResponsesAgent or ChatAgent, "
+                        "or choose Registered model.", "warning")
+        return note(f"Task {task}" + (" (an agent)" if genai.is_agent_task(task) else ""), "info") if task else ""

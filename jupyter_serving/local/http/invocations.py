@@ -81,7 +81,8 @@ def _openai_error(status: int, payload: bytes) -> bytes:
 
 def _openai_target(body: bytes, route: str) -> tuple[str, bytes]:
     """The endpoint an OpenAI-style body names in `model`, and the body to forward (without `model`;
-    a Responses API `input` given as a string becomes the one user message ResponsesAgent takes)."""
+    `max_completion_tokens` is taken as `max_tokens`, which MLflow's chat models read; a Responses API
+    `input` given as a string becomes the one user message ResponsesAgent takes)."""
     try:
         request = json.loads(body)
     except (ValueError, RecursionError):
@@ -92,6 +93,8 @@ def _openai_target(body: bytes, route: str) -> tuple[str, bytes]:
     if not isinstance(name, str) or not name:
         raise GatewayError(400, "BAD_REQUEST", "The request names no endpoint: set 'model' to the serving "
                                                "endpoint's name.")
+    if route == "chat/completions" and "max_completion_tokens" in request and "max_tokens" not in request:
+        request["max_tokens"] = request.pop("max_completion_tokens")  # OpenAI's newer name (langchain sends it)
     if route == "responses" and isinstance(request.get("input"), str):
         request["input"] = [{"role": "user", "content": request["input"]}]
     return name, json.dumps(request).encode()

@@ -6,12 +6,14 @@ The order of the imports is the order of `%serve help`.
 from jupyter_serving.magics.commands import (  # noqa: F401 - imported to register their commands
     connect,
     create,
+    gateway,
     info,
     traffic,
     entities,
     lifecycle,
     access,
     ui,
+    chat,
     bench,
     help,
 )

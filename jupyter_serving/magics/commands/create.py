@@ -11,6 +11,16 @@ from jupyter_serving.core.errors import InvalidInputError
 from jupyter_serving.magics.completion import Typed, workload_values
 from jupyter_serving.magics.context import Context
 from jupyter_serving.magics.errors import MagicUsageError
+from jupyter_serving.magics.genai_options import (
+    add_external_arguments,
+    add_gateway_arguments,
+    check_external_options,
+    complete_gateway_values,
+    created_line,
+    external_call,
+    gateway_config,
+    pt_config,
+)
 from jupyter_serving.magics.parsing import CommandParser
 from jupyter_serving.magics.registry import command
 
@@ -18,7 +28,10 @@ CREATE_DESCRIPTION = (
     "Create an endpoint. Entity options follow each --model: "
     "`create NAME --model M --version 1 [--workload-size Small] [--model M2 --version 2 ...] "
     "[--traffic E1=80 E2=20]`. Entity options: --model/-m, --version, --entity-name, "
-    "--workload-type, --workload-size, --min-concurrency, --max-concurrency, --scale-to-zero.")
+    "--workload-type, --workload-size, --min-concurrency, --max-concurrency, --scale-to-zero, "
+    "--pt-units N (provisioned throughput), --burst-scaling/--no-burst-scaling. "
+    "An external model: `create NAME --external openai:MODEL --api-base URL --secret SCOPE/KEY "
+    "[--task chat|completions|embeddings]`. Agents are registered models: --model M --version V.")
 
 
 def json_argument(ref: str, ns: dict) -> dict:
@@ -62,6 +75,8 @@ def entity_parser() -> CommandParser:
     p.add_argument("--min-concurrency", type=int)
     p.add_argument("--max-concurrency", type=int)
     p.add_argument("--scale-to-zero", action="store_true", default=None)
+    p.add_argument("--pt-units", type=int)
+    p.add_argument("--burst-scaling", action=argparse.BooleanOptionalAction, default=None)
     return p
 
 
@@ -108,6 +123,12 @@ def _create_arguments(p: CommandParser) -> None:
     p.add_argument("--from-json", metavar="FILE_OR_$VAR", help="a full config (JSON file or variable)")
     p.add_argument("--no-wait", action="store_true", help="return without waiting for READY")
     p.add_argument("--timeout", type=float, help="seconds to wait (default ServeMagics.wait_timeout)")
+    add_external_arguments(p)
+    add_gateway_arguments(p)
+
+
+def _complete_create(typed: Typed) -> list[str]:
+    return workload_values(typed) or complete_gateway_values(typed)
 
 
 def _served_entities(client, entities: list[argparse.Namespace]) -> dict:
@@ -119,24 +140,28 @@ def _served_entities(client, entities: list[argparse.Namespace]) -> dict:
         max_concurrency=e.max_concurrency, scale_to_zero=e.scale_to_zero) for e in entities]}
 
 
-@command("create", "create an endpoint: `create NAME --model M [--version V] ...`", arguments=_create_arguments,
-         description=CREATE_DESCRIPTION, parse=_parse_create, complete=workload_values,
-         extra_options=lambda: entity_parser().long_options())
-def create(ctx: Context, opts):
+def _create_call(ctx: Context, client, opts):
+    """The `client.create...(**wait)` call the options describe."""
     from jupyter_serving.core.arguments import parse_tags, parse_traffic
 
-    client = ctx.client()
     kwargs: dict[str, Any] = {
         "traffic": parse_traffic(opts.traffic) if opts.traffic else None,
         "tags": parse_tags(opts.tag) if opts.tag else None,
         "route_optimized": True if opts.route_optimized else None,
         "description": opts.description,
+        "ai_gateway": gateway_config(opts),
     }
+    check_external_options(opts)
+    if opts.external:
+        return external_call(client, opts, kwargs)
     config = json_argument(opts.from_json, ctx.ns) if opts.from_json else None
     if config is not None and opts.entities:
         raise InvalidInputError("Give either --from-json or --model, not both",
                                 "Put every served entity in the JSON config, or use --model groups.")
-    if len(opts.entities) == 1:
+    pt = pt_config(client, opts.entities)
+    if pt is not None:
+        config = pt
+    elif len(opts.entities) == 1:
         e = opts.entities[0]
         kwargs.update(model=e.model, version=e.version, entity_name=e.entity_name,
                       workload_type=e.workload_type, workload_size=e.workload_size,
@@ -144,13 +169,23 @@ def create(ctx: Context, opts):
                       scale_to_zero=bool(e.scale_to_zero))
     elif len(opts.entities) > 1:
         config = _served_entities(client, opts.entities)
-    status = ctx.wait(lambda **wait: client.create(opts.name, config, **kwargs, **wait), opts.name,
+    return lambda **wait: client.create(opts.name, config, **kwargs, **wait)
+
+
+@command("create", "create an endpoint: `create NAME --model M [--version V] ...` (or --external, --pt-units)",
+         arguments=_create_arguments, description=CREATE_DESCRIPTION, parse=_parse_create, complete=_complete_create,
+         extra_options=lambda: entity_parser().long_options())
+def create(ctx: Context, opts):
+    client = ctx.client()
+    status = ctx.wait(_create_call(ctx, client, opts), opts.name,
                       verb="Creating", doing="deploying", no_wait=opts.no_wait, timeout=opts.timeout)
     if status is None:
         return None
     ctx.names.forget()
     if opts.no_wait:
         print(f"Creating endpoint '{opts.name}'; follow it with `%serve status {opts.name} --watch`.")
+    elif created_line(status):
+        print(created_line(status))
     return status
 
 
