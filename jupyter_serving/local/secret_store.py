@@ -31,6 +31,7 @@ from jupyter_serving.core.rules import (
     RESOURCE_DOES_NOT_EXIST,
     RuleViolation,
 )
+from jupyter_serving.local.sqlite_tx import transaction
 
 BUSY_TIMEOUT_S = 1.0
 MAX_SCOPES = 1000
@@ -86,21 +87,10 @@ class SecretStore:
 
     def _write(self, statements: list[tuple[str, tuple]], check=None) -> None:
         """Run `statements` in one transaction after `check()` (which may raise) under the same lock."""
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    if check is not None:
-                        check()
-                    for sql, args in statements:
-                        self._db.execute(sql, args)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StoreError(exc) from None
+        try:
+            transaction(self._db, self._lock, statements, check)
+        except sqlite3.Error as exc:
+            raise StoreError(exc) from None
 
     def _scope_row(self, scope: str) -> tuple | None:
         rows = self._db.execute("SELECT name, manage_principal FROM scopes WHERE name = ?", (scope,)).fetchall()

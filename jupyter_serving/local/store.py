@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 from jupyter_serving.core.rules import RuleViolation
+from jupyter_serving.local.sqlite_tx import transaction
 
 log = logging.getLogger("jupyter_serving.local")
 
@@ -83,19 +84,10 @@ class Store:
 
     def _write(self, statements: list[tuple[str, tuple]]) -> None:
         """Run `statements` in one transaction; StoreUnavailable if the database refuses."""
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    for sql, args in statements:
-                        self._db.execute(sql, args)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(exc) from exc
+        try:
+            transaction(self._db, self._lock, statements)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(exc) from exc
 
     # endpoints
     def load_endpoints(self) -> list[dict]:

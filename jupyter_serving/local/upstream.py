@@ -54,9 +54,6 @@ class _Connection(asyncio.Protocol):
         self.pieces: deque = deque()  # streamed body pieces not yet taken (None marks the end)
         self.piece_waiter: asyncio.Future | None = None
 
-    def begin_stream(self, data: bytes, body: bytes, waiter: asyncio.Future) -> None:
-        self.begin(data, body, waiter, streaming=True)
-
     def _hand_over(self, piece) -> None:
         self.pieces.append(piece)
         waiter, self.piece_waiter = self.piece_waiter, None
@@ -213,20 +210,34 @@ class UpstreamPool:
             raise UpstreamClosed("The model server's connection pool is closed.")
         conn = self._take() or await self._connect()
         head, rest = self._message(method, target, body, content_type)
+        await self._answer_head(conn, head, rest, timeout, streaming=True)
+        return conn.status, conn.content_type, self._pieces(conn, timeout)
+
+    async def _answer_head(self, conn: _Connection, head: bytes, rest: bytes, timeout: float,
+                           streaming: bool) -> None:
+        """Send a request on `conn` and wait for its answer (its head only, when `streaming`)."""
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         timer = loop.call_later(timeout, _expire, conn, waiter, timeout)
         self._busy.add(conn)
         try:
-            conn.begin_stream(head, rest, waiter)
+            conn.begin(head, rest, waiter, streaming)
             await waiter
-        except BaseException:
+        except BaseException:  # failed, timed out or cancelled: the rest of the answer may still come
             conn.abort()
             self._busy.discard(conn)
             raise
         finally:
             timer.cancel()
-        return conn.status, conn.content_type, self._pieces(conn, timeout)
+
+    def _release(self, conn: _Connection, complete: bool) -> None:
+        """A connection whose request ended: back to the pool if its answer was whole and it stays open."""
+        self._busy.discard(conn)
+        if complete and not conn.closed and not self.closed:
+            conn.idle_since = time.monotonic()
+            self._idle.append(conn)
+        else:
+            conn.abort()
 
     async def _pieces(self, conn: _Connection, timeout: float) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
@@ -248,40 +259,17 @@ class UpstreamPool:
                     raise piece
                 yield piece
         finally:
-            self._busy.discard(conn)
             conn.streaming = False
-            if complete and not conn.closed and not self.closed:
-                conn.idle_since = time.monotonic()
-                self._idle.append(conn)
-            else:
-                conn.abort()
+            self._release(conn, complete)
 
     async def _exchange(self, conn: _Connection, method: str, target: str, body: bytes,
                         content_type: str | None, timeout: float) -> tuple[int, bytes, bytes]:
-        head, body = self._message(method, target, body, content_type)
-        loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
-        timer = loop.call_later(timeout, _expire, conn, waiter, timeout)
-        self._busy.add(conn)
-        try:
-            conn.begin(head, body, waiter)
-            await waiter
-        except BaseException:  # failed, timed out or cancelled: the rest of the answer may still come
-            conn.abort()
-            raise
-        finally:
-            timer.cancel()
-            self._busy.discard(conn)
-        chunks = conn.chunks
+        head, rest = self._message(method, target, body, content_type)
+        await self._answer_head(conn, head, rest, timeout, streaming=False)
+        chunks, conn.chunks = conn.chunks, []
         answer = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        status, answer_type = conn.status, conn.content_type
-        conn.chunks = []
-        if conn.closed or self.closed:
-            conn.abort()
-        else:
-            conn.idle_since = time.monotonic()
-            self._idle.append(conn)
-        return status, answer, answer_type
+        self._release(conn, True)
+        return conn.status, answer, conn.content_type
 
     def discard(self, conn: _Connection) -> None:
         if not conn.waiter:
