@@ -13,10 +13,13 @@ facade; the client lives in `jupyter_serving.client` (service, endpoints, deploy
 from __future__ import annotations
 
 from jupyter_serving.client.base import DEFAULT_QUERY_TIMEOUT, DEFAULT_WAIT_TIMEOUT, ProgressCallback
+from jupyter_serving.client.chat_stream import ChatStream
 from jupyter_serving.client.checks import check_endpoint_name, check_entity_name
 from jupyter_serving.client.service import ServingClient
 from jupyter_serving.client.session import connect, current_client, disconnect, get_client, set_client
+from jupyter_serving.core.chat import ChatAnswer, ChatDelta
 from jupyter_serving.core.errors import ServingError
+from jupyter_serving.core.metrics import MetricsSnapshot
 from jupyter_serving.core.results import QueryResult
 from jupyter_serving.core.rules import served_entity
 from jupyter_serving.core.status import EndpointStatus
@@ -25,7 +28,11 @@ from jupyter_serving.core.templates import request_template_from_openapi
 __all__ = [
     "DEFAULT_QUERY_TIMEOUT",
     "DEFAULT_WAIT_TIMEOUT",
+    "ChatAnswer",
+    "ChatDelta",
+    "ChatStream",
     "EndpointStatus",
+    "MetricsSnapshot",
     "ProgressCallback",
     "QueryResult",
     "ServingClient",

@@ -41,9 +41,7 @@ def shown(column) -> str:
 
 @pytest.fixture(scope="module")
 def client(local_backend):
-    from tests.chat_fake import ChatClient
-
-    return ChatClient(api.ServingClient.connect())
+    return api.ServingClient.connect()
 
 
 @pytest.fixture
@@ -161,8 +159,9 @@ def test_invalid_options_say_so_and_send_nothing(client, serve, delayed_chat_mod
 # stop
 
 
-def _hold_slots(url: str, headers: dict, name: str, count: int) -> list[requests.Response]:
-    """`count` slow streams that hold the endpoint's concurrency slots (each has sent its first chunk)."""
+def _hold_slots(url: str, headers: dict, name: str, count: int) -> list:
+    """`count` slow streams that hold the endpoint's concurrency slots (each has sent its first chunk).
+    Their line iterators are kept: a dropped one closes its connection (urllib3 on GeneratorExit)."""
     body = {"messages": HELLO, "stream": True, **paced(itl_ms=2000, tokens=30)}
     held = []
     for _ in range(count):
@@ -171,7 +170,7 @@ def _hold_slots(url: str, headers: dict, name: str, count: int) -> list[requests
         assert resp.status_code == 200, resp.text
         lines = resp.iter_lines()
         next(line for line in lines if line)
-        held.append(resp)
+        held.append((resp, lines))
     return held
 
 
@@ -204,7 +203,7 @@ def test_stop_cancels_the_stream_keeps_the_partial_answer_and_frees_the_slot(cli
         # the partial answer stays in the conversation
         assert column.messages("next")[-2] == {"role": "assistant", "content": partial.text}
     finally:
-        for resp in held:
+        for resp, _ in held:
             resp.close()
 
 
@@ -307,6 +306,10 @@ def test_agent_code_uses_client_chat(client, serve, chat_agent_model):
     code = pg.code_text()
     assert f"client.chat({name!r}, messages" in code and "chat.completions" not in code
     assert "custom_inputs=" in code and "api.connect(local=True" in code
+    assert f"# It posts to /serving-endpoints/{name}/invocations" in code and "'stream': True" in code
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "tok0 tok1"  # the same answer as the playground's
 
 
 def test_transcript_dataframe_and_save_button(client, serve, delayed_chat_model, chat_agent_model):
@@ -356,7 +359,7 @@ def test_a_missing_entity_and_a_missing_endpoint_say_so_before_sending(client, s
     name = serve(delayed_chat_model)
     pg = loaded(ChatPlayground(f"{name}/nope", "no-such-endpoint-x", client=client))
     entity_col, missing_col = pg.columns
-    assert f"has no served entity 'nope'" in text_of(entity_col.notice.value)
+    assert "has no served entity 'nope'" in text_of(entity_col.notice.value)
     assert "No serving endpoint named 'no-such-endpoint-x'" in text_of(missing_col.notice.value)
     pg.ask("hello")
     done(pg)

@@ -237,13 +237,15 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("name", help="the endpoint")
     parser.add_argument("--target-qps", type=float, metavar="Q", help="requests/s to size for")
     parser.add_argument("--p99-ms", type=float, metavar="L", help="p99 latency target in ms")
-    parser.add_argument("--concurrency", "-c", default="1,2,4,8", metavar="1,2,4,8",
-                        help="closed-loop concurrency levels (default 1,2,4,8)")
-    parser.add_argument("--duration", "-d", type=float, default=DEFAULT_DURATION_S, metavar="S",
-                        help=f"measured seconds per step (default {DEFAULT_DURATION_S:g})")
+    parser.add_argument("--concurrency", "-c", nargs="+", default=["1,2,4,8"], metavar="C",
+                        help="closed-loop concurrency levels: 1 2 4 8 or 1,2,4,8 (default)")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--duration", "-d", type=float, metavar="S",
+                        help=f"measured seconds per step (default {DEFAULT_DURATION_S:g}; --llm: 10)")
+    length.add_argument("--requests", type=int, metavar="N", help="--llm: measured requests per step instead")
     parser.add_argument("--warmup", type=float, default=DEFAULT_WARMUP_S, metavar="S",
                         help=f"unmeasured seconds before each step (default {DEFAULT_WARMUP_S:g})")
-    parser.add_argument("--rate", metavar="R", help="open loop at R requests/s (or R1,R2) instead of a sweep")
+    parser.add_argument("--rate", nargs="+", metavar="R", help="open loop at R requests/s (or R1 R2) instead of a sweep")
     parser.add_argument("--arrival", choices=("poisson", "uniform"), default="poisson",
                         help="open loop: Poisson (default) or evenly spaced arrivals")
     parser.add_argument("--entity", metavar="E", help="benchmark (and resize) one served entity")
@@ -251,18 +253,64 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--idle-traffic", action="store_true",
                         help="traffic has idle periods (lets sizing consider scale to zero)")
     parser.add_argument("-o", "--output", metavar="VAR", help="store the result in VAR, show no table")
+    llm = parser.add_argument_group("LLM endpoints (--llm: every request streams; TTFT, ITL, TPOT, tokens/s)")
+    llm.add_argument("--llm", action="store_true", help="benchmark a chat endpoint by streaming")
+    llm.add_argument("--prompt-tokens", type=int, metavar="N", help="synthetic prompts of N words (default 128)")
+    llm.add_argument("--max-tokens", type=int, metavar="N", help="max_tokens of each request (default 128)")
+    llm.add_argument("--custom-inputs", metavar="$VAR|JSON", help="custom_inputs sent with every request")
+    llm.add_argument("--openai", action="store_true",
+                     help="the OpenAI-compatible route (/serving-endpoints/chat/completions) instead of /invocations")
+    llm.add_argument("--target-rps", type=float, metavar="R", help="requests/s to size provisioned throughput for")
+    llm.add_argument("--target-ttft-ms", type=float, metavar="T", help="TTFT target (p90, ms)")
+    llm.add_argument("--target-tpot-ms", type=float, metavar="T", help="TPOT target (p90, ms)")
+    llm.add_argument("--apply", action="store_true", help="apply the model units at the end (PT endpoints)")
     return parser
+
+
+_LLM_ONLY = ("requests", "prompt_tokens", "max_tokens", "custom_inputs", "target_rps", "target_ttft_ms",
+             "target_tpot_ms")
+_CLASSIC_ONLY = {"target_qps": "--target-rps", "p99_ms": "--target-ttft-ms / --target-tpot-ms",
+                 "payload": "--prompt-tokens / --custom-inputs"}
+
+
+def _joined(value: Any) -> Any:
+    """`--concurrency 1 2 4` and `--rate 5 10` as the "1 2 4" the option parsers read."""
+    return " ".join(value) if isinstance(value, list) else value
+
+
+def _check_mode_options(opts: argparse.Namespace) -> None:
+    if getattr(opts, "llm", False):
+        for dest, instead in _CLASSIC_ONLY.items():
+            if getattr(opts, dest, None) is not None:
+                raise BenchError(f"--{dest.replace('_', '-')} is for classic benchmarks", f"With --llm use {instead}.")
+        return
+    given = [d for d in _LLM_ONLY + ("apply", "openai") if getattr(opts, d, None) not in (None, False)]
+    if given:
+        raise BenchError(f"--{given[0].replace('_', '-')} is for LLM benchmarks", "Add --llm.")
 
 
 def run_bench_args(client, opts: argparse.Namespace, user_ns: dict | None = None,
                    namespace: Mapping[str, Any] | None = None, show: bool = True,
                    background: bool = True):
-    """`run_bench` from the options `add_bench_arguments` parsed (what `%serve bench` calls).
-    `user_ns`: where `-o VAR` stores the result; `namespace`: where `--payload $var` is looked up
-    (default `user_ns`; the magic passes its user + local namespace). In a Jupyter kernel it runs in
-    the background (`background=False`: on the kernel thread) and returns a `BenchRun`."""
-    return run_bench(client, opts.name, concurrency=opts.concurrency, duration=opts.duration,
-                     warmup=opts.warmup, target_qps=opts.target_qps, p99_ms=opts.p99_ms, rate=opts.rate,
+    """`run_bench` from the options `add_bench_arguments` parsed (what `%serve bench` calls), or
+    `llm_notebook.run_llm_bench` with `--llm`. `user_ns`: where `-o VAR` stores the result; `namespace`:
+    where `--payload $var` is looked up (default `user_ns`; the magic passes its user + local namespace).
+    In a Jupyter kernel it runs in the background (`background=False`: on the kernel thread) and
+    returns a `BenchRun`."""
+    _check_mode_options(opts)
+    concurrency, rate = _joined(opts.concurrency), _joined(opts.rate)
+    if getattr(opts, "llm", False):
+        from jupyter_serving.bench.llm_notebook import run_llm_bench
+
+        return run_llm_bench(client, opts.name, concurrency=concurrency, rate=rate, prompt_tokens=opts.prompt_tokens,
+                             max_tokens=opts.max_tokens, custom_inputs=opts.custom_inputs, duration=opts.duration,
+                             requests=opts.requests, warmup=opts.warmup, target_rps=opts.target_rps,
+                             target_ttft_ms=opts.target_ttft_ms, target_tpot_ms=opts.target_tpot_ms,
+                             apply=opts.apply, entity=opts.entity, openai=opts.openai, arrival=opts.arrival,
+                             output=opts.output, user_ns=user_ns, namespace=namespace, show=show,
+                             background=background)
+    return run_bench(client, opts.name, concurrency=concurrency, duration=opts.duration,
+                     warmup=opts.warmup, target_qps=opts.target_qps, p99_ms=opts.p99_ms, rate=rate,
                      arrival=opts.arrival, entity=opts.entity, payload=opts.payload,
                      idle_traffic=opts.idle_traffic, output=opts.output, user_ns=user_ns,
                      namespace=namespace, show=show, background=background)

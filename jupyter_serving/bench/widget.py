@@ -3,7 +3,9 @@
     from jupyter_serving.bench.widget import BenchmarkWidget
     BenchmarkWidget("my-endpoint")          # or BenchmarkWidget("my-endpoint", client, payload=df)
 
-Inputs (concurrency levels, seconds per step, target QPS, p99 target, payload), Run / Stop, a
+A mode toggle switches to the LLM mode (`llm_widget.LlmBenchPanel`, `mode="llm"`: every request
+streams; TTFT, ITL, tokens/s; provisioned-throughput sizing and Apply). Classic mode:
+inputs (concurrency levels, seconds per step, target QPS, p99 target, payload), Run / Stop, a
 progress bar across steps, live charts (latency percentiles and throughput against concurrency,
 PNG in an Output widget), the results table, and a recommendation card whose Apply button resizes
 the endpoint's served entity and follows the update until the endpoint is READY again.
@@ -66,7 +68,7 @@ class BenchmarkWidget(widgets.VBox):
     def __init__(self, name: str, client: Any = None, *, payload: Any = None, entity: str | None = None,
                  concurrency: Any = DEFAULT_CONCURRENCY, duration: float = DEFAULT_DURATION_S,
                  warmup: float = DEFAULT_WARMUP_S, target_qps: float | None = None,
-                 p99_ms: float | None = None, **kwargs: Any):
+                 p99_ms: float | None = None, mode: str = "classic", llm: dict | None = None, **kwargs: Any):
         self.name = name
         self._client = client
         self._payload = payload
@@ -93,8 +95,7 @@ class BenchmarkWidget(widgets.VBox):
         self.target_qps.observe(self._targets_changed, "value")
         self.p99_ms.observe(self._targets_changed, "value")
 
-        children = [
-            self.title,
+        classic = [
             widgets.HBox([self.concurrency, self.duration, self.target_qps, self.p99_ms]),
             self.payload,
             widgets.HBox([self.run_button, self.stop_button, self.apply_button, self.apply_entity,
@@ -104,8 +105,26 @@ class BenchmarkWidget(widgets.VBox):
             self.results,
             self.card,
         ]
-        super().__init__(children=children, **kwargs)
+        self.classic = widgets.VBox(children=classic)
+        self.llm = None  # the LLM mode's LlmBenchPanel (bench/llm_widget.py), made when first shown
+        self._llm_options = dict(llm or {})
+        self.mode = widgets.ToggleButtons(options=[("Classic", "classic"), ("LLM (streaming)", "llm")],
+                                          value=mode, tooltips=["requests/s and latency", "TTFT, ITL, tokens/s"])
+        self.mode.observe(lambda change: self._show_mode(change["new"]), "value")
+        super().__init__(children=[self.title, self.mode, self.classic], **kwargs)
+        self._show_mode(mode)
         self._update_apply()
+
+    def _show_mode(self, mode: str) -> None:
+        """The classic inputs, or the LLM mode's panel (streamed requests, provisioned-throughput sizing)."""
+        if mode == "llm" and self.llm is None:
+            from jupyter_serving.bench.llm_widget import LlmBenchPanel
+
+            self.llm = LlmBenchPanel(self.name, lambda: self.client, entity=self.entity, **self._llm_options)
+            self.children = (*self.children, self.llm)
+        self.classic.layout.display = None if mode == "classic" else "none"
+        if self.llm is not None:
+            self.llm.layout.display = None if mode == "llm" else "none"
 
     def _build_inputs(self, concurrency: Any, duration: float, target_qps: float | None,
                       p99_ms: float | None) -> None:

@@ -136,7 +136,7 @@ class ModelCatalog:
             return ModelInfo(model, str(version), error=_one_line(err))
         size, flavors, error, task = None, (), "", ""
         try:
-            size, flavors, task = _artifact_facts(uri)
+            size, flavors, task = _model_facts(uri)
         except Exception as err:  # noqa: BLE001
             error = _one_line(err)
         info = ModelInfo(model, str(version), size, flavors, uri, error, task)
@@ -163,7 +163,13 @@ def _local_mlflow_uri(client: Any) -> str | None:
     return (info or {}).get("mlflow_uri") or None
 
 
-def _artifact_facts(uri: str) -> tuple[int | None, tuple[str, ...], str]:
+def _artifact_facts(uri: str) -> tuple[int | None, tuple[str, ...]]:
+    """(total size in bytes, MLmodel flavors) of the model artifacts at `uri`."""
+    size, flavors, _ = _model_facts(uri)
+    return size, flavors
+
+
+def _model_facts(uri: str) -> tuple[int | None, tuple[str, ...], str]:
     """(total size in bytes, MLmodel flavors, MLmodel metadata task) of the model artifacts at `uri`."""
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file"):

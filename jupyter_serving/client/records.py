@@ -30,6 +30,7 @@ from jupyter_serving.core.records import (
 
 MAX_LOCAL_ROWS = 10_000  # what the local routes answer at most
 SQL_TIMEOUT_S = 300.0
+SQL_POLL_S = 1.0  # between two reads of a statement still running
 
 
 def _gateway_hint(name: str, what: str) -> Hint:
@@ -150,8 +151,9 @@ class RecordsMixin(ClientBase):
             if time.monotonic() > deadline:
                 raise ServingTimeoutError(f"{what}: the statement did not finish within {SQL_TIMEOUT_S:g} s",
                                           "The SQL warehouse may be starting; try again in a minute.")
-            time.sleep(1.0)
-            resp = self._call(lambda: self.workspace.statement_execution.get_statement(resp.statement_id), what=what)
+            time.sleep(SQL_POLL_S)
+            resp = self._call(lambda sid=resp.statement_id: self.workspace.statement_execution.get_statement(sid),
+                              what=what)
         if _state(resp) != "SUCCEEDED":
             error = getattr(resp.status, "error", None)
             message = getattr(error, "message", None) or _state(resp) or "no result"

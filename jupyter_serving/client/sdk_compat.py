@@ -84,7 +84,7 @@ def typed_ai_gateway(ai_gateway: dict) -> dict | None:
     if not typed_expressible(AiGatewayConfig, ai_gateway):
         return None
     typed = AiGatewayConfig.from_dict(ai_gateway)
-    return {f.name: getattr(typed, f.name) for f in dataclasses.fields(typed)}
+    return {f.name: getattr(typed, f.name) or None for f in dataclasses.fields(typed)}  # [] (none) is left out
 
 
 def typed_config(core: dict) -> dict | None:

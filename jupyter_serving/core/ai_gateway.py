@@ -4,7 +4,7 @@ endpoint's current `ai_gateway`, and described in words.
 
 How limits go together (principals, duplicates, how many group limits) and the inference table's
 life cycle are `core.rules.validate_ai_gateway`, the one definition the backend applies; `check` calls
-it. The field types below mirror the backend's request models (local/http/models.py: `AiGateway`),
+it. Its bounds below are the ones the backend's request models (local/http/models.py: `AiGateway`) import,
 so that a mistake is named before anything is sent.
 """
 from __future__ import annotations
@@ -26,12 +26,14 @@ PER_KEYS = {"user": "user", "users": "user", "endpoint": "endpoint", "group": "u
             "user_group": "user_group", "sp": "service_principal", "service_principal": "service_principal"}
 PII_BEHAVIORS = {"block": "BLOCK", "mask": "MASK", "none": "NONE"}
 SIDES = {"both": ("input", "output"), "input": ("input",), "output": ("output",)}
-# The backend's request-model bounds (local/http/models.py): counts, Unity Catalog names, guardrail words.
-MAX_COUNT = 1_000_000_000
+# AI Gateway bounds: the one definition, which the backend's request models (local/http/models.py) use too.
+MAX_COUNT = 1_000_000_000  # calls or tokens of one rate limit
 MAX_RATE_LIMITS = 20
+MAX_UC_NAME = 255  # a Unity Catalog catalog, schema or table name (inference tables)
+UC_NAME_CHARS = re.compile(r"[A-Za-z0-9_]+")  # locally: identifier characters only (no quoting)
 UC_NAME_RE = re.compile(r"[A-Za-z0-9_]{1,255}")
-MAX_PREFIX = 255 - len("_payload")
-MAX_KEYWORDS, MAX_KEYWORD = 200, 1024
+MAX_PREFIX = MAX_UC_NAME - len("_payload")
+MAX_KEYWORDS, MAX_KEYWORD = 200, 1024  # invalid_keywords, valid_topics: entries and their length
 
 RATE_HINT = Hint(python="e.g. rate_limits=['100/min per user', '5000 tokens/min per group:data-eng'].",
                  magic="e.g. --rate-limit '100/min per user' or --calls 100 --per user.")

@@ -24,6 +24,7 @@ from typing import Any
 
 from jupyter_serving.core.tokens import usage_of
 
+
 @dataclass(frozen=True)
 class ToolCall:
     """A call the model asks for. `arguments` is the JSON text the model wrote; `index` places the

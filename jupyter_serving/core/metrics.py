@@ -139,11 +139,27 @@ class MetricsSnapshot:
                  "value": s.value} for s in self.samples]
         return pd.DataFrame(rows, columns=["metric", "served_entity_name", "labels", "value"])
 
+    def summary(self):
+        """One row per served entity: requests, 4xx, 5xx, in flight, and latency p50/p90/p99 (ms) over
+        every request the histogram counted since the entity started."""
+        import pandas as pd
+
+        rows = []
+        for entity in self.entities():
+            row: dict[str, Any] = {"served_entity_name": entity, "requests": self.total(REQUESTS, entity),
+                                   "4xx": self.total(ERRORS_4XX, entity), "5xx": self.total(ERRORS_5XX, entity),
+                                   "in_flight": self.total(IN_FLIGHT, entity)}
+            buckets = self.buckets(LATENCY, entity)
+            for q in (50, 90, 99):
+                row[f"p{q}_ms"] = histogram_quantile(q / 100, buckets)
+            rows.append(row)
+        return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
     def _repr_html_(self):
-        return self.frame()._repr_html_()
+        return self.summary()._repr_html_()
 
     def __repr__(self) -> str:
-        return f"<MetricsSnapshot of '{self.endpoint}': {len(self.samples)} samples; .frame() shows them>"
+        return repr(self.summary())
 
 
 def _matches(sample: Sample, entity: str | None) -> bool:
@@ -155,6 +171,7 @@ def _rate(after: float, before: float, seconds: float) -> float:
     return (delta if delta >= 0 else after) / seconds  # a counter that went down was reset: it counts from 0
 
 
+SUMMARY_COLUMNS = ["served_entity_name", "requests", "4xx", "5xx", "in_flight", "p50_ms", "p90_ms", "p99_ms"]
 WINDOW_KEYS = ("t_s", "qps", "p50_ms", "p90_ms", "p99_ms", "rate_4xx", "rate_5xx", "in_flight")
 
 
@@ -174,5 +191,5 @@ def window(before: MetricsSnapshot, after: MetricsSnapshot, start_s: float | Non
     return out
 
 
-__all__ = ["ERRORS_4XX", "ERRORS_5XX", "IN_FLIGHT", "LATENCY", "REQUESTS", "WINDOW_KEYS", "MetricsSnapshot", "Sample",
+__all__ = ["ERRORS_4XX", "ERRORS_5XX", "IN_FLIGHT", "LATENCY", "REQUESTS", "SUMMARY_COLUMNS", "WINDOW_KEYS", "MetricsSnapshot", "Sample",
            "histogram_quantile", "parse_prometheus", "window"]

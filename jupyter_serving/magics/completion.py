@@ -12,7 +12,8 @@ from jupyter_serving.magics import registry
 
 CACHE_SECONDS = 10.0
 WORKLOAD_SIZES = ["Small", "Medium", "Large"]
-QUERY_OPTIONS = ["--entity", "--output", "--raw", "--timeout", "-o"]
+QUERY_OPTIONS = ["--chat", "--entity", "--max-tokens", "--no-stream", "--output", "--raw", "--stop", "--system",
+                 "--temperature", "--timeout", "-o"]
 
 
 @dataclass

@@ -146,9 +146,18 @@ def pt_config(client, entities: list[argparse.Namespace]) -> dict | None:
     if len(with_units) != len(entities):
         raise InvalidInputError("Give --pt-units for every served entity, or for none",
                                 "A provisioned-throughput endpoint's entities all have model units.")
-    return {"served_entities": [pt_entity(e.model, e.version if e.version else client.latest_version(e.model),
-                                          e.pt_units, name=e.entity_name, burst_scaling=e.burst_scaling)
-                                for e in entities]}
+    from jupyter_serving.core.rules import served_entity
+
+    config: dict = {"served_entities": []}
+    for e in entities:  # workload options beside the units are kept: the rules refuse them
+        entity = served_entity(e.model, e.version if e.version else client.latest_version(e.model),
+                               workload_type=e.workload_type, workload_size=e.workload_size,
+                               min_concurrency=e.min_concurrency, max_concurrency=e.max_concurrency,
+                               scale_to_zero=e.scale_to_zero)
+        entity.update(pt_entity(e.model, entity["entity_version"], e.pt_units, name=e.entity_name,
+                                burst_scaling=e.burst_scaling))
+        config["served_entities"].append(entity)
+    return config
 
 
 def created_line(status) -> str:

@@ -93,15 +93,39 @@ def _openai_call(target: ChatTarget, options: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _posted_body(target: ChatTarget, options: Mapping[str, Any]) -> list[str]:
+    """Comment lines: the body `client.chat` posts for the endpoint's task (the REST equivalent)."""
+    from jupyter_serving.core.chat_body import chat_body
+    from jupyter_serving.core.errors import ServingError
+
+    known = {k: options.get(k) for k in ("system", "temperature", "max_tokens", "stop")}
+    extra = {k: v for k, v in options.items() if k not in known}
+    try:
+        body = chat_body(list(target.messages), task=target.task or None, stream=True, extra=extra, **known)
+    except ServingError:
+        return []
+    path = f"/serving-endpoints/{target.name}" + (f"/served-models/{target.entity}" if target.entity else "")
+    text = pprint.pformat(body, width=96, sort_dicts=False)
+    return [f"# It posts to {path}/invocations (server-sent events back):"] + [f"#   {line}" for line in
+                                                                               text.splitlines()]
+
+
 def _client_call(target: ChatTarget, options: Mapping[str, Any]) -> list[str]:
-    lines = [_messages(target.messages),
+    lines = [_messages(target.messages), *_posted_body(target, options),
              f"stream = client.chat({target.name!r}, messages,"]
     if target.entity:
         lines.append(f"                     entity={target.entity!r},")
     lines += [f"                     {kw}," for kw in _kwargs(options, openai=False)]
     lines[-1] = lines[-1].rstrip(",") + ")"
-    lines += ["for delta in stream:  # text pieces, tool calls and results, finish_reason, usage",
-              "    print(delta)"]
+    lines += ["with stream:  # ChatDelta pieces: text, tool calls and results, finish_reason, tokens",
+              "    for delta in stream:",
+              "        for call in delta.tool_calls:",
+              '            print(f"→ {call.describe()}")',
+              "        for result in delta.tool_results:",
+              '            print(f"← {result.output}")',
+              '        print(delta.text, end="", flush=True)',
+              "print()",
+              "answer = stream.answer  # text, completion_tokens, ttft_ms, total_ms, served_entity"]
     return lines
 
 

@@ -89,6 +89,7 @@ class ChatColumn(W.VBox):
         self._thread: threading.Thread | None = None
         self._last_render = 0.0
         self._timer: threading.Timer | None = None
+        self._filling = False
         self._build(on_remove)
         super().__init__([self.header, self.notice, self.conversation], layout=W.Layout(
             flex="1 1 0", min_width="260px", border="1px solid #d0d7de", padding="6px 8px", margin="0 4px 0 0"),
@@ -147,13 +148,17 @@ class ChatColumn(W.VBox):
         options = [(first, "")] + [(f"{e} · {traffic[e]}%" if e in traffic else e, e) for e in self.entities]
         if self.entity and self.entity not in self.entities:
             options.append((self.entity, self.entity))
-        with self.picker.hold_trait_notifications():
+        self._filling = True  # new options reset the value: not the user's pick
+        try:
             self.picker.options = options
             self.picker.value = self.entity or ""
+        finally:
+            self._filling = False
         self.picker.layout.display = "" if len(self.entities) > 1 or self.entity else "none"
 
     def _picked(self, change) -> None:
-        self.entity = change["new"] or None
+        if not self._filling:
+            self.entity = change["new"] or None
 
     # -- a conversation turn ----------------------------------------------------------------------
     def messages(self, prompt: str | None = None) -> list[dict]:
@@ -192,6 +197,8 @@ class ChatColumn(W.VBox):
              widget: W.HTML) -> None:
         stream, summary = None, None
         try:
+            if self.task:  # known from the column's GET: no second one per turn
+                options.setdefault("task", self.task)
             stream = self.client.chat(self.name, messages, stream=True, entity=answer.entity, **options)
             self._stream = stream
             for delta in ([] if stop.is_set() else stream):

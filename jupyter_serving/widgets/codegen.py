@@ -5,11 +5,13 @@ re-run top to bottom.
 """
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jupyter_serving.core.rules import default_entity_name
+from jupyter_serving.widgets import genai_codegen
 
 # The SDK's ServingModelWorkloadType enum (databricks-sdk 0.156). Other types (GPU_MEDIUM_4, ...)
 # cannot go through the typed API: the code posts a dict through api_client.do instead.
@@ -21,26 +23,38 @@ def _q(value: Any) -> str:
     return shlex.quote(str(value))
 
 
-def magic_line(name: str, entities: Sequence[Mapping], traffic: Mapping[str, int] | None = None) -> str:
-    """`%serve create NAME --model M --version V [entity options] ... [--traffic E=P ...]`."""
+def _entity_words(e: Mapping) -> list[str]:
+    words = ["--model", _q(e["entity_name"]), "--version", _q(e["entity_version"])]
+    if e.get("name") and e["name"] != default_entity_name(e["entity_name"], e["entity_version"]):
+        words += ["--entity-name", _q(e["name"])]
+    if e.get("provisioned_model_units") is not None:
+        return words + genai_codegen.pt_words(e)
+    if e.get("workload_type") and e["workload_type"] != "CPU":
+        words += ["--workload-type", _q(e["workload_type"])]
+    if e.get("workload_size"):
+        words += ["--workload-size", _q(e["workload_size"])]
+    if e.get("min_provisioned_concurrency") is not None:
+        words += ["--min-concurrency", str(int(e["min_provisioned_concurrency"]))]
+    if e.get("max_provisioned_concurrency") is not None:
+        words += ["--max-concurrency", str(int(e["max_provisioned_concurrency"]))]
+    if e.get("scale_to_zero_enabled"):
+        words.append("--scale-to-zero")
+    return words
+
+
+def magic_line(name: str, entities: Sequence[Mapping], traffic: Mapping[str, int] | None = None, *,
+               ai_gateway: Mapping | None = None) -> str:
+    """`%serve create NAME --model M --version V [entity options] ... [--traffic E=P ...]`, or
+    `--external PROVIDER:MODEL ...`; then the AI Gateway flags."""
     words = ["%serve", "create", _q(name)]
-    for e in entities:
-        words += ["--model", _q(e["entity_name"]), "--version", _q(e["entity_version"])]
-        if e.get("name") and e["name"] != default_entity_name(e["entity_name"], e["entity_version"]):
-            words += ["--entity-name", _q(e["name"])]
-        if e.get("workload_type") and e["workload_type"] != "CPU":
-            words += ["--workload-type", _q(e["workload_type"])]
-        if e.get("workload_size"):
-            words += ["--workload-size", _q(e["workload_size"])]
-        if e.get("min_provisioned_concurrency") is not None:
-            words += ["--min-concurrency", str(int(e["min_provisioned_concurrency"]))]
-        if e.get("max_provisioned_concurrency") is not None:
-            words += ["--max-concurrency", str(int(e["max_provisioned_concurrency"]))]
-        if e.get("scale_to_zero_enabled"):
-            words.append("--scale-to-zero")
-    if traffic and len(entities) > 1:
-        words += ["--traffic", *(_q(f"{k}={v}") for k, v in traffic.items())]
-    return " ".join(words)
+    if entities and entities[0].get("external_model"):
+        words += genai_codegen.external_words(entities[0])
+    else:
+        for e in entities:
+            words += _entity_words(e)
+        if traffic and len(entities) > 1:
+            words += ["--traffic", *(_q(f"{k}={v}") for k, v in traffic.items())]
+    return " ".join(words + genai_codegen.gateway_words(ai_gateway))
 
 
 def _connect_lines(local: bool, data_dir: str | None, profile: str | None) -> list[str]:
@@ -69,14 +83,26 @@ def _entity_kwargs(e: Mapping) -> list[str]:
     return out
 
 
+def _default_name(e: Mapping) -> str:
+    if e.get("external_model"):
+        return re.sub(r"[.:]", "-", str(e["external_model"].get("name", "")).strip())
+    return default_entity_name(e["entity_name"], e["entity_version"])
+
+
 def sdk_code(name: str, entities: Sequence[Mapping], traffic: Mapping[str, int] | None = None, *,
-             local: bool = False, data_dir: str | None = None, profile: str | None = None) -> str:
-    """databricks-sdk code that creates the same endpoint and waits for it (20 minutes at most)."""
+             local: bool = False, data_dir: str | None = None, profile: str | None = None,
+             ai_gateway: Mapping | None = None) -> str:
+    """databricks-sdk code that creates the same endpoint and waits for it (20 minutes at most): typed
+    classes for external models, provisioned throughput and AI Gateway settings too."""
     routes = dict(traffic or {})
     if not routes and len(entities) == 1:
-        routes = {entities[0].get("name") or default_entity_name(entities[0]["entity_name"],
-                                                                 entities[0]["entity_version"]): 100}
+        routes = {entities[0].get("name") or _default_name(entities[0]): 100}
     typed = all((e.get("workload_type") or "CPU") in SDK_WORKLOAD_TYPES for e in entities)
+    genai = ai_gateway or any(e.get("external_model") or e.get("provisioned_model_units") is not None
+                              for e in entities)
+    if typed and genai:
+        return genai_codegen.typed_sdk_code(name, entities, routes, ai_gateway,
+                                            _connect_lines(local, data_dir, profile), local)
     lines: list[str] = []
     if typed:
         lines += ["from databricks.sdk import WorkspaceClient",
@@ -108,10 +134,13 @@ def sdk_code(name: str, entities: Sequence[Mapping], traffic: Mapping[str, int] 
     for e in entities:
         body_entities.append({k: e[k] for k in ("entity_name", "entity_version", "name", "workload_type",
                                                 "workload_size", "min_provisioned_concurrency",
-                                                "max_provisioned_concurrency", "scale_to_zero_enabled")
+                                                "max_provisioned_concurrency", "scale_to_zero_enabled",
+                                                "provisioned_model_units", "burst_scaling_enabled")
                               if e.get(k) is not None})
     body = {"name": name, "config": {"served_entities": body_entities, "traffic_config": {"routes": [
         {"served_model_name": k, "traffic_percentage": v} for k, v in routes.items()]}}}
+    if ai_gateway:
+        body["ai_gateway"] = dict(ai_gateway)
     import pprint
 
     lines += ["# Some workload types are missing from the SDK's enum: post the REST body directly.",

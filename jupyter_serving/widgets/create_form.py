@@ -7,7 +7,11 @@
 - Workload type per entity, with the GPU table of the workspace's cloud, a recommendation from the
   model's artifact size and warnings (`gpu_view`, over `jupyter_serving.core.gpu_fit`); workload size
   or provisioned concurrency, scale to zero with its cold-start caveat.
-- Inline validation with the backend's own rules (`form_checks`, over `core.rules`).
+- An entity kind: Registered model, Agent, External model (`genai_fields.ExternalFields`: provider,
+  task, model name, API base, the API key's secret scope and key) or Provisioned throughput (model units
+  on each entity); and a collapsed AI Gateway section (`gateway_fields.GatewayFields`).
+- Inline validation with the backend's own rules (`form_checks`, over `core.rules`), each error beside
+  its field where it names one.
 - "Create" sends the request from a thread and follows the deployment in an embedded
   `StatusPanel`; "Show code" gives the equivalent `%serve create` line and databricks-sdk code.
 """
@@ -36,6 +40,8 @@ from jupyter_serving.widgets._common import (
 )
 from jupyter_serving.widgets.entity_editor import EntityEditor
 from jupyter_serving.widgets.form_checks import endpoint_name_for, name_note_html, validate_form, validation_html
+from jupyter_serving.widgets.gateway_fields import GatewayFields
+from jupyter_serving.widgets.genai_fields import KINDS, ExternalFields, apply_kind
 from jupyter_serving.widgets.gpu_view import gpu_table_html, gpu_table_title
 from jupyter_serving.widgets.status_panel import StatusPanel
 from jupyter_serving.widgets.traffic_editor import TrafficSliders
@@ -60,7 +66,8 @@ class CreateEndpointForm(W.VBox):
 
     def __init__(self, client: Any = None, *, catalog: Any = None, name: str | None = None,
                  model: str | None = None, version: str | int | None = None, cloud: str | None = None,
-                 existing: list[str] | None = None, workload_type: str | None = None, **kwargs):
+                 existing: list[str] | None = None, workload_type: str | None = None, kind: str = "model",
+                 **kwargs):
         self.client = resolve_client(client)
         self.cloud = cloud or getattr(self.client, "cloud", None) or "aws"
         self.catalog = catalog if catalog is not None else ModelCatalog(self.client)
@@ -79,12 +86,14 @@ class CreateEndpointForm(W.VBox):
         self._build_controls(name)
         super().__init__([
             self.header,
+            field_row("Serve", self.kind_picker, width="120px"),
             field_row("Endpoint name", self.name, self.name_note, width="120px"),
-            W.HTML('<div style="font-weight:600;margin-top:6px">Served entities</div>'),
             self.entities_box,
             self.add_button,
+            self.external,
             self.traffic_box,
             self.gpu_section,
+            self.gateway_section,
             self.validation,
             W.HBox([self.create_button, self.code_button]),
             self.code,
@@ -96,9 +105,11 @@ class CreateEndpointForm(W.VBox):
         self.create_button.on_click(lambda _: self.create())
         self.code_button.observe(self._toggle_code, names="value")
         self.traffic.observe(lambda _: self._changed(None), names="values")
+        self.kind_picker.observe(self._kind_changed, names="value")
         self.add_entity(model, version, load=False)
         if workload_type:
             self.entities[0].request_workload_type(workload_type)
+        self.kind_picker.value = kind
         self.bg.submit(self._load)
 
     def _build_controls(self, name: str | None) -> None:
@@ -110,7 +121,15 @@ class CreateEndpointForm(W.VBox):
         self.name = W.Text(value=name or "", placeholder="my-endpoint", layout=W.Layout(width="300px"))
         self._explicit_name = bool(name)
         self.name_note = W.HTML(layout=W.Layout(flex="1 1 auto", width="auto"))
-        self.entities_box = W.VBox()
+        self.kind_picker = W.ToggleButtons(options=KINDS, value="model", style={"button_width": "170px"},
+                                           tooltips=("A model from the registry", "A ResponsesAgent or ChatAgent "
+                                                     "model from the registry", "An OpenAI-compatible API",
+                                                     "Model units: guaranteed tokens per second"))
+        self.entities_box = W.VBox([W.HTML('<div style="font-weight:600;margin-top:6px">Served entities</div>')])
+        self.external = ExternalFields(self)
+        self.gateway = GatewayFields(lambda: self._changed(None))
+        self.gateway_section = W.Accordion(children=[self.gateway], titles=("AI Gateway · off",),
+                                           selected_index=None, layout=W.Layout(margin="6px 0"))
         self.add_button = W.Button(description="Add served entity", icon="plus", layout=W.Layout(width="180px"),
                                    tooltip="Serve another model or version behind the same endpoint")
         self.traffic = TrafficSliders([], [], label_width="200px")
@@ -167,8 +186,9 @@ class CreateEndpointForm(W.VBox):
         if model is None and self.entities and self.entities[-1].model.value:
             model = self.entities[-1].model.value
         editor = EntityEditor(self, len(self.entities), model, version)
+        editor.set_kind(self.kind)
         self.entities.append(editor)
-        self.entities_box.children = tuple(self.entities)
+        self.entities_box.children = (self.entities_box.children[0], *self.entities)
         self._active = editor
         self._sync_traffic()
         if load and self.models:
@@ -182,7 +202,7 @@ class CreateEndpointForm(W.VBox):
         self.entities.remove(editor)
         for i, e in enumerate(self.entities):
             e.set_index(i)
-        self.entities_box.children = tuple(self.entities)
+        self.entities_box.children = (self.entities_box.children[0], *self.entities)
         if self._active is editor:
             self._active = self.entities[0]
         editor.close()
@@ -192,10 +212,22 @@ class CreateEndpointForm(W.VBox):
     def _sync_traffic(self) -> None:
         names = [e.entity_label for e in self.entities]
         self.traffic.set_names(names)
-        self.traffic_box.layout.display = None if len(self.entities) > 1 else "none"
+        self.traffic_box.layout.display = None if len(self.entities) > 1 and self.kind != "external" else "none"
+
+    @property
+    def kind(self) -> str:
+        """What the form serves: "model", "agent", "external" or "pt" (provisioned throughput)."""
+        return self.kind_picker.value
+
+    def _kind_changed(self, change) -> None:
+        apply_kind(self, change["new"])
+        self._sync_traffic()
+        self._changed(None)
 
     # -- config ---------------------------------------------------------------------------------------
     def entity_names(self) -> list[str]:
+        if self.kind == "external":
+            return [self.external.entity_label]
         return [e.entity_label for e in self.entities]
 
     def traffic_split(self) -> dict[str, int]:
@@ -206,6 +238,8 @@ class CreateEndpointForm(W.VBox):
 
     def config(self) -> dict:
         """The core config (served_entities, traffic_config) the form describes."""
+        if self.kind == "external":
+            return {"served_entities": [self.external.entity()]}
         entities = []
         for e in self.entities:
             ent = e.entity()
@@ -223,9 +257,14 @@ class CreateEndpointForm(W.VBox):
         """Is `name` the endpoint this form is creating or has created?"""
         return bool(name) and name == self._created_name and self.state in ("creating", "ready")
 
+    def ai_gateway(self) -> dict | None:
+        """The AI Gateway settings of the new endpoint (None: none)."""
+        return self.gateway.settings()
+
     def magic_line(self) -> str:
         cfg = self.config()
-        return codegen.magic_line(self.name.value.strip(), cfg["served_entities"], self.traffic_split())
+        return codegen.magic_line(self.name.value.strip(), cfg["served_entities"], self.traffic_split(),
+                                  ai_gateway=self.ai_gateway())
 
     def sdk_code(self) -> str:
         cfg = self.config()
@@ -234,7 +273,7 @@ class CreateEndpointForm(W.VBox):
         return codegen.sdk_code(self.name.value.strip(), cfg["served_entities"], self.traffic_split(),
                                 local=bool(getattr(self.client, "is_local", False) and local_kind),
                                 data_dir=getattr(target, "data_dir", None) if local_kind else None,
-                                profile=getattr(target, "profile", None))
+                                profile=getattr(target, "profile", None), ai_gateway=self.ai_gateway())
 
     # -- rendering ------------------------------------------------------------------------------------
     def _changed(self, editor: EntityEditor | None) -> None:
@@ -249,14 +288,17 @@ class CreateEndpointForm(W.VBox):
         names = self.entity_names()
         if names != self.traffic.names:
             self._sync_traffic()
-        if not self._explicit_name and self.entities and self.entities[0].model.value:
-            auto = endpoint_name_for(self.entities[0].model.value, self.existing)
+        source = self.external.model_name.value.strip().replace(".", "-") if self.kind == "external" else (
+            self.entities[0].model.value if self.entities else None)
+        if not self._explicit_name and source:
+            auto = endpoint_name_for(source, self.existing)
             if self.name.value.strip() in ("", self._auto_endpoint):
                 self._auto_endpoint = auto
                 if self.name.value != auto:
                     self.name.value = auto  # re-enters _changed once
                     return
         self.errors = self.validate()
+        self.gateway_section.set_title(0, self.gateway.summary())
         self._render_validation()
         self._render_gpu_table()
         if self.code_button.value:
@@ -264,7 +306,7 @@ class CreateEndpointForm(W.VBox):
         busy = self.state in ("loading", "creating")
         done = self.is_created(self.name.value.strip())
         self.create_button.disabled = busy or done or bool(self.errors)
-        self.add_button.disabled = busy or len(self.entities) >= rules.MAX_SERVED_ENTITIES
+        self.add_button.disabled = busy or len(self.entities) >= rules.MAX_SERVED_ENTITIES or self.kind == "external"
         for e in self.entities:
             e.remove_button.disabled = busy or len(self.entities) == 1
 
@@ -307,7 +349,7 @@ class CreateEndpointForm(W.VBox):
             self._render_code()
 
     def _render_code(self) -> None:
-        if any(e.model.value is None or e.version.value is None for e in self.entities):
+        if self.kind != "external" and any(e.model.value is None or e.version.value is None for e in self.entities):
             self.code.value = note("Choose a model and version for every served entity first.", "info")
             return
         self.code.value = (f'<div style="font-size:12px;color:{GREY}">Re-create this endpoint without the form — '
@@ -323,6 +365,9 @@ class CreateEndpointForm(W.VBox):
 
     def _set_inputs_disabled(self, disabled: bool) -> None:
         self.name.disabled = disabled
+        self.kind_picker.disabled = disabled
+        self.external.set_disabled(disabled)
+        self.gateway.set_disabled(disabled)
         for e in self.entities:
             e.set_disabled(disabled)
         self.add_button.disabled = disabled
@@ -339,7 +384,7 @@ class CreateEndpointForm(W.VBox):
             self._render_validation()
             return
         name = self.name.value.strip()
-        config = self.config()
+        config, gateway = self.config(), self.ai_gateway()
         self._created_name = name
         self.create_button.disabled = True
         self.state = "creating"
@@ -350,13 +395,13 @@ class CreateEndpointForm(W.VBox):
         self.panel.body.value = note(f"Sending the create request for {name}…", "info")
         self.panel.observe(self._panel_polling, names="polling")
         self.progress.children = (self.panel,)
-        self._creating_thread = threading.Thread(target=self._create, args=(name, config), daemon=True,
+        self._creating_thread = threading.Thread(target=self._create, args=(name, config, gateway), daemon=True,
                                                  name=f"serving-create-{name}")
         self._creating_thread.start()
 
-    def _create(self, name: str, config: dict) -> None:
-        try:
-            self.client.create(name, config=config, wait=False)
+    def _create(self, name: str, config: dict, gateway: dict | None = None) -> None:
+        try:  # provisioned throughput goes through create_provisioned_throughput_endpoint (the client's choice)
+            self.client.create(name, config=config, ai_gateway=gateway, wait=False)
         except Exception as err:  # noqa: BLE001 - shown in the form
             self._finish("failed", f"Create failed: {message_of(err)}")
             if self.panel is not None:

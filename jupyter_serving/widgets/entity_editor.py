@@ -16,6 +16,7 @@ from jupyter_serving.client.catalog import ModelInfo
 from jupyter_serving.core import genai, gpu_fit, rules
 from jupyter_serving.core.workloads import CONCURRENCY_STEP, WORKLOAD_SIZES, find_workload_type, workload_types
 from jupyter_serving.widgets._common import GREY, esc, field_row, note
+from jupyter_serving.widgets.genai_fields import field_error
 from jupyter_serving.widgets.gpu_view import advice_html
 
 if TYPE_CHECKING:
@@ -300,6 +301,11 @@ class EntityEditor(W.VBox):
         self.advice.value = advice_html(self.form.cloud, self.entity(), self.info, None if pt else self.recommendation(),
                                         [] if pt else self.advice_items(), self.unavailable) + self._task_html()
         self.use_recommended.disabled = self.model.disabled or not self._recommendation_differs()
+
+    def show_units_error(self, message: str) -> None:
+        """The rules' verdict on the model units beside them ('' : what the units mean instead)."""
+        self.units_note.value = field_error(message) if message else units_html(self.units.value,
+                                                                                self.burst_scaling.value)
 
     def _task_html(self) -> str:
         """The model's MLmodel task when it matters: an agent's, or a warning when Agent is chosen for a model

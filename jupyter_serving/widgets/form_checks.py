@@ -39,8 +39,17 @@ def _name_errors(form: CreateEndpointForm, name: str) -> list[str]:
 
 
 def validate_form(form: CreateEndpointForm) -> list[str]:
-    """Validation messages, with the same rules the backend applies (empty: valid)."""
+    """Validation messages, with the same rules the backend applies (empty: valid); the entities' (or the
+    external model's) and the AI Gateway's errors also stand beside their fields."""
     errors = _name_errors(form, form.name.value.strip())
+    _, gateway_errors = form.gateway.check()
+    if form.kind == "external":
+        return errors + form.external.errors() + list(gateway_errors.values())
+    return errors + _entity_errors(form) + list(gateway_errors.values())
+
+
+def _entity_errors(form: CreateEndpointForm) -> list[str]:
+    errors: list[str] = []
     for e in form.entities:
         if e.unavailable:
             errors.append(f"Served entity #{e.index + 1}: {e.unavailable} Pick a workload type offered here.")
@@ -48,10 +57,16 @@ def validate_form(form: CreateEndpointForm) -> list[str]:
     if missing:
         errors.append("Served entity " + ", ".join(f"#{i}" for i in missing) + ": choose a model and a version.")
         return errors
+    message = ""
     try:
         rules.normalize_config(form.config(), form.cloud)
     except rules.RuleViolation as err:
+        message = err.message
         errors.append(err.message)
+    if form.kind == "pt":  # a units error stands beside that entity's units
+        for e in form.entities:
+            about_units = "provisioned_model_units" in message and f"'{e.entity_label}'" in message
+            e.show_units_error(message.split(": ", 1)[-1] if about_units else "")
     return errors
 
 
@@ -78,9 +93,15 @@ def validation_html(form: CreateEndpointForm) -> str:
         return "".join(note(e, "error") for e in form.errors)
     if form.state == "ready" and form.is_created(name):
         return note(f"Created '{name}'. Change the name to create another endpoint.", "ok")
+    backend = getattr(form.client, "backend", "the backend")
+    if form.kind == "external":
+        ext = form.external.entity()["external_model"]
+        return note(f"Valid: external model {ext['provider']}:{ext['name']} ({ext['task']}). Create sends it to "
+                    f"{backend}.", "ok")
     split = ", ".join(f"{k} {v}%" for k, v in form.traffic_split().items())
     count = len(form.entities)
-    ok = note(f"Valid: {count} served entit{'y' if count == 1 else 'ies'} "
-              f"({split}). Create sends it to {getattr(form.client, 'backend', 'the backend')}.", "ok")
+    what = "provisioned-throughput " if form.kind == "pt" else ("agent " if form.kind == "agent" else "")
+    ok = note(f"Valid: {count} {what}served entit{'y' if count == 1 else 'ies'} ({split}). Create sends it to "
+              f"{backend}.", "ok")
     return ok + "".join(note(f"{e.entity_label}: {a.text}", a.level) for e in form.entities
                         for a in e.advice_items() if a.level in ("error", "warning"))

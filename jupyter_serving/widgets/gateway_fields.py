@@ -105,10 +105,12 @@ class GatewayFields(W.VBox):
         changes: dict = {}
         if self.usage.value:
             changes["usage_tracking"] = True
-        if self.table.value:
+        parts = [w.value.strip() for w in (self.catalog, self.schema, self.prefix)]
+        if self.table.value and not all(parts):
+            errors["table"] = "Give the inference table's catalog, schema and table prefix"
+        elif self.table.value:
             try:
-                changes["inference_table"] = ai_gateway.parse_inference_table(
-                    f"{self.catalog.value.strip()}.{self.schema.value.strip()}.{self.prefix.value.strip()}")
+                changes["inference_table"] = ai_gateway.parse_inference_table(".".join(parts))
             except InvalidInputError as err:
                 errors["table"] = err.message
         limits = []
@@ -116,7 +118,7 @@ class GatewayFields(W.VBox):
             try:
                 limits.append(row.limit())
             except InvalidInputError as err:
-                errors.setdefault("rate", f"Rate limit #{index + 1}: {err.message}")
+                errors.setdefault("rate", f"Rate limit #{index + 1}: {err.message.removeprefix('Rate-limit ')}")
         if limits:
             changes["rate_limits"] = limits
         try:

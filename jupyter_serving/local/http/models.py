@@ -28,6 +28,15 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from jupyter_serving.core.ai_gateway import (
+    MAX_COUNT,
+    MAX_KEYWORD,
+    MAX_KEYWORDS,
+    MAX_PREFIX,
+    MAX_RATE_LIMITS,
+    MAX_UC_NAME,
+    UC_NAME_CHARS,
+)
 from jupyter_serving.core.rules import MAX_SERVED_ENTITIES, SECRET_NAME_RE
 from jupyter_serving.local.http.settings_models import (
     AutoCaptureConfig,
@@ -50,9 +59,8 @@ MAX_ENV_VARS, MAX_ENV_KEY, MAX_ENV_VALUE = 100, 255, 16_384
 MAX_CONCURRENCY = 1024  # per served entity; a multiple of 4 (the step itself is a rule in core.rules)
 MAX_ROUTES = 50
 MAX_LISTED_ENTITIES = 10 * MAX_SERVED_ENTITIES  # a hard bound; the rule (at most 10) answers first
-MAX_RATE_LIMITS, MAX_CALLS = 20, 1_000_000_000  # MAX_CALLS bounds a limit's tokens too
-MAX_UC_NAME = 255  # a Unity Catalog catalog, schema or table name (inference tables)
-MAX_GUARDRAIL_WORDS, MAX_GUARDRAIL_WORD = 200, 1024  # invalid_keywords, valid_topics
+MAX_CALLS = MAX_COUNT  # bounds a limit's tokens too
+MAX_GUARDRAIL_WORDS, MAX_GUARDRAIL_WORD = MAX_KEYWORDS, MAX_KEYWORD  # invalid_keywords, valid_topics
 MAX_ACL = 200
 MAX_COMMENT = 1024
 MAX_CONFIG_VERSION = 2**31 - 1
@@ -62,7 +70,7 @@ MAX_API_KEY = 16_384  # a plaintext API key
 MAX_SECRET_NAME = 128
 
 ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-UC_NAME_RE = re.compile(r"[A-Za-z0-9_]+")  # locally: identifier characters only (no quoting)
+UC_NAME_RE = UC_NAME_CHARS
 
 
 def text(max_length: int) -> Any:
@@ -242,7 +250,7 @@ class InferenceTableConfig(Open):
     enabled: StrictBool | None = None
     catalog_name: UcName | None = None
     schema_name: UcName | None = None
-    table_name_prefix: Annotated[StrictStr, Field(min_length=1, max_length=MAX_UC_NAME - len("_payload")),
+    table_name_prefix: Annotated[StrictStr, Field(min_length=1, max_length=MAX_PREFIX),
                                  AfterValidator(_uc_name)] | None = None
 
     @model_validator(mode="after")

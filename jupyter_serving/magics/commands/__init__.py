@@ -8,6 +8,7 @@ from jupyter_serving.magics.commands import (  # noqa: F401 - imported to regist
     create,
     gateway,
     info,
+    records,
     traffic,
     entities,
     lifecycle,

@@ -1,4 +1,5 @@
-"""`%serve bench NAME`: load-test an endpoint and size its concurrency (`jupyter_serving.bench`)."""
+"""`%serve bench NAME`: load-test an endpoint and size its concurrency (`jupyter_serving.bench`);
+`--llm` streams every request and sizes provisioned throughput (`bench.llm_notebook`)."""
 from __future__ import annotations
 
 from jupyter_serving.magics.context import Context
@@ -13,7 +14,9 @@ def _arguments(p: CommandParser) -> None:
 
 
 @command("bench", "load-test an endpoint and size its concurrency: "
-         "`bench NAME [--target-qps Q] [--concurrency 1,2,4,8]`", arguments=_arguments, takes_name=True)
+         "`bench NAME [--target-qps Q] [--concurrency 1,2,4,8]`; LLM endpoints, streamed: "
+         "`bench NAME --llm [--target-rps R --target-ttft-ms T --target-tpot-ms T] [--apply]`",
+         arguments=_arguments, takes_name=True)
 def bench(ctx: Context, opts):
     from jupyter_serving.bench.notebook import run_bench_args
 

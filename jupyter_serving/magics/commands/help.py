@@ -20,6 +20,8 @@ def print_help(sub: str | None = None) -> None:
     lines += [f"  {c.name.ljust(width)}  {c.summary}" for c in registry.COMMANDS.values()]
     lines += [f"{QUERY_USAGE}   query with a JSON/CSV/$var body",
               "%query NAME $df                                           the same on one line",
+              '%query NAME --chat "text" [--no-stream] ...'.ljust(len(QUERY_USAGE) + 3)
+              + "a chat turn, streamed (or %%query with messages)",
               "Settings: %config ServeMagics.short_errors / raise_errors / query_timeout / wait_timeout"]
     print("\n".join(lines))
 

@@ -11,11 +11,14 @@ def _arguments(p: CommandParser) -> None:
     p.add_argument("--model", "-m", help="preselect a registered model")
     p.add_argument("--version", help="preselect its version")
     p.add_argument("--workload-type", help="preselect a workload type")
+    p.add_argument("--kind", choices=("model", "agent", "external", "pt"), default="model",
+                   help="what to serve: a registered model, an agent, an external model, provisioned throughput")
 
 
-@command("ui", "a form to create an endpoint (model, GPU workload, concurrency, traffic)", arguments=_arguments)
+@command("ui", "a form to create an endpoint (model, agent, external model, provisioned throughput; AI Gateway)",
+         arguments=_arguments)
 def ui(ctx: Context, opts):
     from jupyter_serving.widgets import create_form
 
     return create_form(ctx.client(), model=opts.model, version=opts.version, name=opts.name,
-                       workload_type=opts.workload_type)
+                       workload_type=opts.workload_type, kind=opts.kind)
