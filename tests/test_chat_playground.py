@@ -205,6 +205,11 @@ def test_stop_cancels_the_stream_keeps_the_partial_answer_and_frees_the_slot(cli
     finally:
         for resp, _ in held:
             resp.close()
+    # the next prompt answers in full (the stopped stream was closed cleanly on the model's side)
+    pg.extra.value = ""
+    pg.ask("echo: and now in full")
+    done(pg)
+    assert column.answers[1].text == "and now in full" and column.answers[1].state == "done"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -305,7 +310,7 @@ def test_agent_code_uses_client_chat(client, serve, chat_agent_model):
     done(pg)
     code = pg.code_text()
     assert f"client.chat({name!r}, messages" in code and "chat.completions" not in code
-    assert "custom_inputs=" in code and "api.connect(local=True" in code
+    assert "custom_inputs=" in code and "client = api.connect(" in code
     assert f"# It posts to /serving-endpoints/{name}/invocations" in code and "'stream': True" in code
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -382,3 +387,28 @@ def test_threads_do_not_outlive_the_answer(client, serve, delayed_chat_model):
     done(pg)
     poll(lambda: not [t for t in threading.enumerate() if t.name.startswith("serving-chat")
                       and t.name not in before and t.is_alive()], 10, 0.02, "the stream threads to end")
+
+
+# --------------------------------------------------------------------------------------------------
+# %serve chat
+
+
+def test_serve_chat_magic(client, serve, delayed_chat_model):
+    from tests.magic_helpers import ok, one_line_error, run, shell
+
+    name = serve(delayed_chat_model)
+    ip = shell()
+    ran = ok(ip, f"%serve chat {name} --system 'Be brief.' --max-tokens 2 --stop END -o pg")
+    pg = ran.value
+    assert isinstance(pg, ChatPlayground) and ip.user_ns["pg"] is pg
+    assert [c.name for c in pg.columns] == [name] and pg.system.value == "Be brief."
+    assert pg.max_tokens.value == "2" and pg.stop_words.value == "END"
+    loaded(pg)
+    pg.ask("hello")
+    done(pg)
+    assert pg.columns[0].answers[0].text == "tok0 tok1"
+    missing = one_line_error(run(ip, f"%serve chat {name}x"))
+    assert f"'{name}x' does not exist" in missing and f"Run `%serve chat {name}`" in missing  # did you mean
+    too_many = one_line_error(run(ip, "%serve chat a b c d"))
+    assert "at most 3" in too_many
+    assert "chat" in ok(ip, "%serve help").out

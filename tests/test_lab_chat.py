@@ -121,6 +121,13 @@ def test_chat_streams_in_jupyterlab_and_stop_cancels(lab_server, browser_page, s
     expect(chat.get_by_role("button", name="Send")).to_be_enabled()
     expect(chat.get_by_role("button", name="Stop")).to_be_disabled()
     expect(story).to_have_text(stopped)  # it stopped growing
+
+    # after a Stop the next prompt answers in full (the model worker closed the stopped stream cleanly)
+    box.fill("echo: the end")
+    box.press("Enter")
+    expect(column.locator(TEXT).last).to_have_text("the end", timeout=30_000)
+    expect(column.locator(".jupyter-serving-chat-stats").last).to_contain_text("finish: stop", timeout=30_000)
+    expect(story).to_have_text(stopped)
     shoot(page, chat, "chat-stopped")
     errors = [m for m in page.console_messages if "pageerror" in m]
     assert not errors, errors

@@ -12,6 +12,9 @@ loadgen (closed/open-loop entry points, over driver, closed_loop and open_loop),
 From a notebook: notebook (`run_bench`, what `%serve bench` calls; over endpoint, report, live and
 bench_result), widget (`BenchmarkWidget`), plots (matplotlib charts); these load
 pandas/matplotlib/ipywidgets only when used.
+LLM endpoints (every request streamed; vLLM's TTFT/ITL/TPOT): llm_stats, llm_results, llm_sizing (pure),
+llm_client, llm_loadgen, llm_runner (`llm_sweep`), llm_notebook (`run_llm_bench`, what `%serve bench --llm`
+calls), llm_endpoint, llm_report, llm_plots, llm_widget (the widget's LLM mode).
 """
 from jupyter_serving.bench.loadgen import LoadTestError, run_closed_loop, run_open_loop
 from jupyter_serving.bench.results import StepResult
@@ -32,10 +35,11 @@ __all__ = [
     "BenchmarkJob", "LatencyHistogram", "LoadTestError", "Recommendation", "StepResult", "Target",
     "TargetNotAllowed", "build_target", "encode_payload", "invocation_url", "open_loop",
     "open_loop_async", "recommend", "run_closed_loop", "run_open_loop", "sweep", "sweep_async",
-    "to_frame", "BenchmarkWidget", "BenchResult", "run_bench",
+    "to_frame", "BenchmarkWidget", "BenchResult", "run_bench", "LlmBenchResult", "llm_sweep", "run_llm_bench",
 ]
 
-_LAZY = {"BenchmarkWidget": "widget", "BenchResult": "notebook", "run_bench": "notebook"}
+_LAZY = {"BenchmarkWidget": "widget", "BenchResult": "notebook", "run_bench": "notebook",
+         "LlmBenchResult": "llm_notebook", "llm_sweep": "llm_runner", "run_llm_bench": "llm_notebook"}
 
 
 def __getattr__(name: str):

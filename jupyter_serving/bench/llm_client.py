@@ -39,6 +39,18 @@ DEFAULT_PROMPTS = 32  # distinct prompts a step cycles through (a server's prefi
 _ERROR_BODY_LIMIT = 400
 _CONTENT_TYPE = b"content-type"
 _DONE = b"[DONE]"
+_decode = json.JSONDecoder().raw_decode
+
+
+def _content(chunk: dict) -> bool:
+    """Whether a stream chunk carries text: chat's `choices[0].delta.content` read directly (the usual
+    chunk), every other dialect through `core.tokens.chunk_text`."""
+    choices = chunk.get("choices")
+    if isinstance(choices, list) and len(choices) == 1 and isinstance(choices[0], dict):
+        delta = choices[0].get("delta")
+        if isinstance(delta, dict) and isinstance(delta.get("content"), str):
+            return bool(delta["content"])
+    return bool(chunk_text(chunk))
 
 
 def synthetic_prompts(tokens: int, count: int = DEFAULT_PROMPTS, seed: int = 0) -> list[str]:
@@ -149,6 +161,9 @@ class StreamConnection(Connection):
             if len(self.error_body) < _ERROR_BODY_LIMIT:
                 self.error_body += body[: _ERROR_BODY_LIMIT - len(self.error_body)]
             return
+        if not self._buffer and body.find(b"\n\n") == len(body) - 2 and b"\r" not in body:
+            self._event(body[:-2])  # the usual piece: exactly one event
+            return
         buffer = self._buffer + body if self._buffer else body
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
@@ -169,19 +184,20 @@ class StreamConnection(Connection):
             self.done = True
             return
         try:
-            chunk = json.loads(data)
-        except ValueError:
+            chunk = _decode(data.decode("utf-8"))[0]
+        except ValueError:  # also UnicodeDecodeError
             return
         if not isinstance(chunk, dict):
             return
         if "error_code" in chunk or chunk.get("error"):
             self.stream_error = json.dumps(chunk)[:_ERROR_BODY_LIMIT]
             return
-        if chunk_text(chunk):
+        if _content(chunk):
             self.chunk_ns.append(self.recv_ns)
-        usage = usage_of(chunk)
-        if usage is not None:
-            self.usage = usage
+        if b'usage"' in data:
+            usage = usage_of(chunk)
+            if usage is not None:
+                self.usage = usage
 
     def failure(self) -> tuple[str, str] | None:
         """Why a 200 answer is not a successful stream: (kind, detail), or None when it is one."""

@@ -163,8 +163,8 @@ class LlmDriver(Driver):
             return
         self.end_ns = self.end_ns or perf_ns()
         for conn in list(self.conns):
-            if conn.busy and conn.status == 200:
-                self.bins.add_tokens([t for t in conn.chunk_ns if t < self.end_ns], len(conn.chunk_ns))
+            if conn.busy and conn.status == 200:  # one token a chunk (no usage yet); the window cuts the rest
+                self.bins.add_tokens(conn.chunk_ns, len(conn.chunk_ns))
 
     def _result(self, stopped: bool, leftovers: tuple[int, int]) -> LlmStepResult:
         bins = self.bins or RateBins(self.measure_from)

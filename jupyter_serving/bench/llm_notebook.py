@@ -243,6 +243,8 @@ def run_llm_bench(client, name: str, *, concurrency: Any = DEFAULT_CONCURRENCY, 
                        targets={"ttft_ms": targets["ttft_ms"], "tpot_ms": targets["tpot_ms"]})
     unit = "rate" if open_mode else "concurrency"
     per = f"{requests} requests" if requests else f"{duration:g} s"
+    for note in notes:
+        live.text(f"Note: {note}")
     live.text(f"Benchmarking '{name}' (streaming): step 1/{len(levels)} ({unit} {levels[0]:g}, {per})…")
     background = background and live.rich
     stop = stop if stop is not None or not background else threading.Event()

@@ -21,6 +21,7 @@ Usage: python -m jupyter_serving.local.scoring_worker MODEL_URI SOCKET THREADS
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import os
 import socket
@@ -97,13 +98,13 @@ def add_streaming(app, model) -> None:
         iterator = iter(model.predict_stream(parsed.data, params=parsed.params))
         return iterator, _next(iterator)
 
-    async def events(loop, iterator, first):
+    async def events(loop, context, iterator, first):
         pending = None
         try:
             chunk = first
             while chunk is not _END:
                 yield _event(chunk)
-                pending = loop.run_in_executor(None, _next, iterator)
+                pending = loop.run_in_executor(None, context.run, _next, iterator)
                 chunk = await pending
                 pending = None
             yield b"data: [DONE]\n\n"
@@ -112,15 +113,18 @@ def add_streaming(app, model) -> None:
             yield _event({"error_code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}"})
         finally:  # the client went away, or the stream ended: close the model's generator after its step
             if pending is not None:
-                pending.add_done_callback(lambda _f: loop.run_in_executor(None, _close, iterator))
+                pending.add_done_callback(lambda _f: loop.run_in_executor(None, context.run, _close, iterator))
             else:
-                loop.run_in_executor(None, _close, iterator)
+                loop.run_in_executor(None, context.run, _close, iterator)
 
     async def stream(request):
         raw = await request.body()
         loop = asyncio.get_running_loop()
+        # One context for the whole stream: each step runs in some pool thread, and MLflow's
+        # predict_stream sets and resets context variables across steps (a reset must see its own set).
+        context = contextvars.copy_context()
         try:
-            iterator, first = await loop.run_in_executor(None, open_stream, raw)
+            iterator, first = await loop.run_in_executor(None, context.run, open_stream, raw)
         except MlflowException as exc:
             return Response(exc.serialize_as_json(), status_code=exc.get_http_status_code(),
                             media_type="application/json")
@@ -135,7 +139,7 @@ def add_streaming(app, model) -> None:
             traceback.print_exc()
             error = MlflowException(f"{type(exc).__name__}: {exc}")
             return Response(error.serialize_as_json(), status_code=500, media_type="application/json")
-        return StreamingResponse(events(loop, iterator, first), media_type="text/event-stream",
+        return StreamingResponse(events(loop, context, iterator, first), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache"})
 
     app.router.add_route("/stream", stream, methods=["POST"])  # a plain Starlette route: no validation

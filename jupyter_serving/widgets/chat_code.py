@@ -56,7 +56,8 @@ def _kwargs(options: Mapping[str, Any], *, openai: bool) -> list[str]:
     return out
 
 
-def _connect(local: bool, data_dir: str | None, openai: bool, native: bool, has_openai: bool) -> list[str]:
+def _connect(local: bool, data_dir: str | None, profile: str | None, openai: bool, native: bool,
+             has_openai: bool) -> list[str]:
     """The imports and clients the code needs: `openai_client` (openai), `client` (ServingClient)."""
     if local:
         arg = f"local=True, data_dir={data_dir!r}" if data_dir else "local=True"
@@ -68,11 +69,14 @@ def _connect(local: bool, data_dir: str | None, openai: bool, native: bool, has_
         return lines
     lines = []
     if openai:
+        where = f"profile={profile!r}" if profile else ""
+        how = "" if profile else " (DATABRICKS_HOST + DATABRICKS_TOKEN, or ~/.databrickscfg)"
         lines += ["from databricks.sdk import WorkspaceClient", "",
-                  "# Databricks' OpenAI-compatible API (DATABRICKS_HOST + DATABRICKS_TOKEN, or ~/.databrickscfg)",
-                  "openai_client = WorkspaceClient().serving_endpoints.get_open_ai_client()"]
+                  f"# Databricks' OpenAI-compatible API{how}",
+                  f"openai_client = WorkspaceClient({where}).serving_endpoints.get_open_ai_client()"]
     if native:
-        lines += ([""] if lines else []) + ["from jupyter_serving import api", "", "client = api.connect()"]
+        where = f"profile={profile!r}" if profile else ""
+        lines += ([""] if lines else []) + ["from jupyter_serving import api", "", f"client = api.connect({where})"]
     return lines
 
 
@@ -130,13 +134,13 @@ def _client_call(target: ChatTarget, options: Mapping[str, Any]) -> list[str]:
 
 
 def playground_code(targets: Sequence[ChatTarget], options: Mapping[str, Any], *, local: bool = False,
-                    data_dir: str | None = None, has_openai: bool = False) -> str:
+                    data_dir: str | None = None, profile: str | None = None, has_openai: bool = False) -> str:
     """Python that sends each column's last request again (streamed), without the playground."""
     if not targets:
         return "# No endpoint in the playground."
     use_openai = any(t.openai_compatible for t in targets)
     native = any(not t.openai_compatible for t in targets)
-    lines = _connect(local, data_dir, use_openai, native, has_openai)
+    lines = _connect(local, data_dir, profile, use_openai, native, has_openai)
     for target in targets:
         label = target.name + (f" (served entity {target.entity})" if target.entity else "")
         kind = "an agent" if target.task in AGENT_TASKS else "a chat model"

@@ -110,7 +110,7 @@ class ChatColumn(W.VBox):
         self.header = W.HBox([self.title, self.picker, self.remove_button],
                              layout=W.Layout(align_items="center", justify_content="space-between"))
         self.notice = W.HTML()
-        self.conversation = W.VBox(layout=W.Layout(max_height="520px", overflow_y="auto"))
+        self.conversation = W.VBox()  # no scroll box of its own: new tokens must stay in sight
 
     @property
     def target(self) -> str:

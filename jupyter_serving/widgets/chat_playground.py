@@ -29,8 +29,6 @@ from jupyter_serving.widgets.chat_column import ChatColumn
 MAX_COLUMNS = 3
 CODE_PRE = ('<pre style="background:#f6f8fa;border:1px solid #d0d7de;padding:8px;font-size:12px;'
             'white-space:pre-wrap;overflow-wrap:anywhere;margin:4px 0;user-select:text">')
-TRANSCRIPT_COLUMNS = ["turn", "role", "endpoint", "entity", "text", "tokens", "ttft_ms", "latency_ms",
-                      "finish_reason"]
 
 
 def _targets(names: Sequence[Any]) -> list[str]:
@@ -274,8 +272,9 @@ class ChatPlayground(W.VBox):
             targets.append(ChatTarget(column.name, last.entity if last else column.entity, column.task,
                                       list(last.request) if last else []))
         target = getattr(self.client, "target", None)
-        return playground_code(targets, options, local=bool(getattr(self.client, "is_local", False)),
-                               data_dir=getattr(target, "data_dir", None) if target is not None else None,
+        local = bool(getattr(self.client, "is_local", False)) and getattr(target, "kind", None) == "local"
+        return playground_code(targets, options, local=local, data_dir=getattr(target, "data_dir", None) if local
+                               else None, profile=getattr(target, "profile", None),
                                has_openai=callable(getattr(self.client, "openai", None)))
 
     def _toggle_code(self, change) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from jupyter_serving.widgets._common import GREY, esc, note, table
+from jupyter_serving.widgets._common import GREY, esc, note
 from jupyter_serving.widgets.chat_turns import Answer
 
 COLUMNS = ["turn", "role", "endpoint", "entity", "text", "tokens", "ttft_ms", "latency_ms", "finish_reason"]
@@ -80,12 +80,26 @@ def _cell(value: Any, limit: int = 160) -> str:
     return esc(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
+CELL = "padding:3px 8px;border-bottom:1px solid #eaeef2;vertical-align:top;text-align:left;"
+TEXT_CELL = "min-width:220px;max-width:520px;white-space:pre-wrap"
+HEAD = "padding:3px 8px;border-bottom:2px solid #d0d7de;background:#f6f8fa;text-align:left;white-space:nowrap"
+
+
 def transcript_html(frame, where: str, max_rows: int = 40) -> str:
-    """A note saying where the transcript went, then its first `max_rows` rows as a table."""
+    """A note saying where the transcript went, then its first `max_rows` rows as a table (the text
+    column wraps; the others stay on one line)."""
     head = note(f"Saved the transcript ({len(frame)} rows) in {where}.", "ok")
     if not len(frame):
         return head
-    rows = [[_cell(v) for v in row] for row in frame.head(max_rows).itertuples(index=False)]
+    columns = list(frame.columns)
+    ths = "".join(f'<th style="{HEAD}">{esc(c)}</th>' for c in columns)
+    body = []
+    for row in frame.head(max_rows).itertuples(index=False):
+        tds = "".join(f'<td style="{CELL}{TEXT_CELL if c == "text" else "white-space:nowrap"}">'
+                      f"{_cell(v, 400 if c == 'text' else 60)}</td>" for c, v in zip(columns, row))
+        body.append(f"<tr>{tds}</tr>")
     more = (f'<div style="font-size:11px;color:{GREY}">… {len(frame) - max_rows} more rows</div>'
             if len(frame) > max_rows else "")
-    return f'{head}<div style="max-height:320px;overflow:auto">{table(list(frame.columns), rows)}{more}</div>'
+    table_html = (f'<table style="border-collapse:collapse;font-size:12px;line-height:1.35;margin:4px 0">'
+                  f'<thead><tr>{ths}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+    return f'{head}<div style="max-height:360px;overflow:auto">{table_html}{more}</div>'

@@ -119,8 +119,6 @@ def absorb(answer: Answer, delta: Any) -> bool:
     shown = False
     text = _get(delta, "text", "content")
     if isinstance(text, str) and text:
-        if answer.ttft_ms is None:
-            answer.ttft_ms = (time.perf_counter() - answer.started) * 1000.0
         answer.text += text
         answer.pieces += 1
         shown = True
@@ -135,6 +133,8 @@ def absorb(answer: Answer, delta: Any) -> bool:
             answer.tools.append(_tool_event(result, "result") if not isinstance(result, str)
                                 else ToolEvent("result", output=result))
             shown = True
+    if shown and answer.ttft_ms is None:  # the first piece: text or a tool call (as the client counts it)
+        answer.ttft_ms = (time.perf_counter() - answer.started) * 1000.0
     reason = _get(delta, "finish_reason")
     if isinstance(reason, str) and reason:
         answer.finish_reason = reason
@@ -193,10 +193,10 @@ def system_html(text: str) -> str:
 
 def _tool_html(event: ToolEvent, names: dict[str, str]) -> str:
     if event.kind == "call":
-        return (f'<div class="jupyter-serving-chat-tool" style="{TOOL_STYLE}">🔧 <b>{esc(event.name or "tool")}</b>'
-                f'({esc(event.arguments)})</div>')
+        return (f'<div class="jupyter-serving-chat-tool" style="{TOOL_STYLE}" title="tool call">→ '
+                f'<b>{esc(event.name or "tool")}</b>({esc(event.arguments)})</div>')
     name = event.name or names.get(event.call_id, "")
-    return (f'<div class="jupyter-serving-chat-tool-result" style="{RESULT_STYLE}">↳ '
+    return (f'<div class="jupyter-serving-chat-tool-result" style="{RESULT_STYLE}" title="tool result">← '
             f'{esc(name + ": " if name else "")}{esc(event.output)}</div>')
 
 
