@@ -377,6 +377,25 @@ def test_stop_ends_a_long_level_promptly(sse):
     assert len(frame) == 1 and bool(frame["interrupted"].iloc[0])
 
 
+def test_stop_during_the_drain_ends_it_too(sse):
+    """The window (0.2 s) ends long before its 5 s streams do; Stop, 1 s in, cuts the drain short."""
+    from jupyter_serving.bench.llm_loadgen import run_llm_step
+    from jupyter_serving.bench.llm_runner import llm_target
+
+    target = llm_target(sse.url, None, "fake", prompt_tokens=4, max_tokens=100,
+                        custom_inputs={"ttft_ms": 10, "itl_ms": 50, "tokens": 100})
+
+    async def run():
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(1.0, stop.set)
+        return await run_llm_step(target, concurrency=2, duration_s=0.2, warmup_s=0.0, stop=stop)
+
+    started = time.monotonic()
+    result = asyncio.run(run())
+    assert time.monotonic() - started < 3.0
+    assert result.interrupted and result.incomplete == 2 and result.successes == 0
+
+
 def test_generator_ceiling_is_far_above_what_a_test_needs(sse):
     """No delay: the server writes a whole 256-token answer at once, so the client's parsing is the limit."""
     from jupyter_serving.bench.llm_runner import llm_sweep

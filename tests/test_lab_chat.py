@@ -109,7 +109,7 @@ def test_chat_streams_in_jupyterlab_and_stop_cancels(lab_server, browser_page, s
     extra.fill(json.dumps({"custom_inputs": {"itl_ms": 250, "tokens": 80}}))
     box.fill("Tell me a long story")
     chat.get_by_role("button", name="Send").click()
-    story = column.locator(TEXT).last
+    story = column.locator(TEXT).nth(1)  # the second answer (`.last` would follow newer ones)
     expect(story).to_contain_text("tok2", timeout=30_000)
     run_in_new_cell(page, "print('kernel free', 6 * 7)")
     nb.get_by_text("kernel free 42").wait_for(timeout=30_000)

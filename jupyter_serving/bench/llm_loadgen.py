@@ -74,17 +74,25 @@ class LlmDriver(Driver):
             self.window_closed.set()
         return True
 
-    async def _wait_window(self) -> bool:
-        """Until the window ends (its duration, or `requests` sent); True if stopped first."""
-        waits = {asyncio.ensure_future(self.stop.wait()), asyncio.ensure_future(self.window_closed.wait())}
+    async def _until_either(self, event: asyncio.Event, timeout_s: float) -> None:
+        """Until `event` or the stop event is set, or `timeout_s` has passed."""
+        waits = {asyncio.ensure_future(self.stop.wait()), asyncio.ensure_future(event.wait())}
         try:
-            await asyncio.wait(waits, timeout=max(0.0, (self.measure_until - perf_ns()) / 1e9),
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, timeout=max(0.0, timeout_s), return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiting in waits:
                 waiting.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
+
+    async def _wait_window(self) -> bool:
+        """Until the window ends (its duration, or `requests` sent); True if stopped first."""
+        await self._until_either(self.window_closed, (self.measure_until - perf_ns()) / 1e9)
         return self.stop.is_set()
+
+    async def _drain(self) -> None:
+        """Until the measured requests are done (the load stays on meanwhile), `drain_s`, or Stop."""
+        if not self._drained.is_set():
+            await self._until_either(self._drained, self.drain_s)
 
     def _end_window(self, stopped: bool) -> None:
         super()._end_window(stopped)
@@ -178,7 +186,7 @@ class LlmDriver(Driver):
             self.recorder, bins.rates(end), mode=self.mode, concurrency=self._concurrency(),
             target_rate=self._target_rate(), window_s=window_s, unsent=unsent, incomplete=incomplete,
             schedule_lag=self._schedule_lag(), loop_lag=self.loop_lag, loop_cpu=loop_cpu,
-            interrupted=stopped, targets=self.targets)
+            interrupted=stopped or self.stop.is_set(), targets=self.targets)
 
     def _schedule_lag(self) -> LatencyHistogram:
         return LatencyHistogram()

@@ -82,10 +82,49 @@ def _next(iterator):
     return next(iterator, _END)
 
 
+async def _events(loop, context, iterator, first):
+    """The stream's events: `first`, then each next chunk (each step in the pool, in the stream's context)."""
+    pending = None
+    try:
+        chunk = first
+        while chunk is not _END:
+            yield _event(chunk)
+            pending = loop.run_in_executor(None, context.run, _next, iterator)
+            chunk = await pending
+            pending = None
+        yield b"data: [DONE]\n\n"
+    except Exception as exc:  # noqa: BLE001 - the stream has begun: its end says what failed
+        traceback.print_exc()
+        yield _event({"error_code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}"})
+    finally:  # the client went away, or the stream ended: close the model's generator after its step
+        if pending is not None:
+            pending.add_done_callback(lambda _f: loop.run_in_executor(None, context.run, _close, iterator))
+        else:
+            loop.run_in_executor(None, context.run, _close, iterator)
+
+
+def _refusal(exc: Exception):
+    """The JSON answer (MLflow's error shape) for a stream that failed before its first chunk."""
+    from fastapi.responses import Response
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException):
+        error, status = exc, exc.get_http_status_code()
+    elif isinstance(exc, NotImplementedError):
+        error = MlflowException.invalid_parameter_value(
+            f"This model does not stream ({exc}); query it without \"stream\": true.")
+        status = 400
+    elif isinstance(exc, (ValueError, TypeError)):
+        error, status = MlflowException.invalid_parameter_value(f"Invalid streaming request: {exc}"), 400
+    else:  # the model raised before its first chunk
+        traceback.print_exception(exc)
+        error, status = MlflowException(f"{type(exc).__name__}: {exc}"), 500
+    return Response(error.serialize_as_json(), status_code=status, media_type="application/json")
+
+
 def add_streaming(app, model) -> None:
     """`POST /stream`: the model's `predict_stream` as server-sent events (see the module docstring)."""
-    from fastapi.responses import Response, StreamingResponse
-    from mlflow.exceptions import MlflowException
+    from fastapi.responses import StreamingResponse
     from mlflow.pyfunc import scoring_server
 
     input_schema = model.metadata.get_input_schema()
@@ -98,25 +137,6 @@ def add_streaming(app, model) -> None:
         iterator = iter(model.predict_stream(parsed.data, params=parsed.params))
         return iterator, _next(iterator)
 
-    async def events(loop, context, iterator, first):
-        pending = None
-        try:
-            chunk = first
-            while chunk is not _END:
-                yield _event(chunk)
-                pending = loop.run_in_executor(None, context.run, _next, iterator)
-                chunk = await pending
-                pending = None
-            yield b"data: [DONE]\n\n"
-        except Exception as exc:  # noqa: BLE001 - the stream has begun: its end says what failed
-            traceback.print_exc()
-            yield _event({"error_code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}"})
-        finally:  # the client went away, or the stream ended: close the model's generator after its step
-            if pending is not None:
-                pending.add_done_callback(lambda _f: loop.run_in_executor(None, context.run, _close, iterator))
-            else:
-                loop.run_in_executor(None, context.run, _close, iterator)
-
     async def stream(request):
         raw = await request.body()
         loop = asyncio.get_running_loop()
@@ -125,21 +145,9 @@ def add_streaming(app, model) -> None:
         context = contextvars.copy_context()
         try:
             iterator, first = await loop.run_in_executor(None, context.run, open_stream, raw)
-        except MlflowException as exc:
-            return Response(exc.serialize_as_json(), status_code=exc.get_http_status_code(),
-                            media_type="application/json")
-        except NotImplementedError as exc:
-            error = MlflowException.invalid_parameter_value(
-                f"This model does not stream ({exc}); query it without \"stream\": true.")
-            return Response(error.serialize_as_json(), status_code=400, media_type="application/json")
-        except (ValueError, TypeError) as exc:
-            error = MlflowException.invalid_parameter_value(f"Invalid streaming request: {exc}")
-            return Response(error.serialize_as_json(), status_code=400, media_type="application/json")
-        except Exception as exc:  # noqa: BLE001 - the model raised before its first chunk: a JSON error
-            traceback.print_exc()
-            error = MlflowException(f"{type(exc).__name__}: {exc}")
-            return Response(error.serialize_as_json(), status_code=500, media_type="application/json")
-        return StreamingResponse(events(loop, context, iterator, first), media_type="text/event-stream",
+        except Exception as exc:  # noqa: BLE001 - every failure before the first chunk is a JSON answer
+            return _refusal(exc)
+        return StreamingResponse(_events(loop, context, iterator, first), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache"})
 
     app.router.add_route("/stream", stream, methods=["POST"])  # a plain Starlette route: no validation
