@@ -128,7 +128,7 @@ class LlmDriver(Driver):
             failure = conn.failure()
             if failure is None:
                 usage_in, usage_out = conn.usage if conn.usage is not None else (None, None)
-                metrics = stream_metrics(conn.start_ns, conn.chunk_ns, usage_out,
+                metrics = stream_metrics(conn.start_ns, conn.chunk_ns, usage_out or None,  # 0: count chunks
                                          usage_in if usage_in else conn.input_tokens)
                 self.bins.add_tokens(conn.chunk_ns, metrics.output_tokens)
                 self.bins.add_request(now_ns, metrics.input_tokens)
