@@ -43,7 +43,7 @@ def plot_percentiles(frame, ax, metric: str, label: str, *, target_ms: float | N
     ax.set_title(label)
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        _legend_below(ax)
+        _legend_below(ax, max_columns=2)  # three plots side by side: narrow legends
     else:
         ax.text(0.5, 0.5, "no successful streams", transform=ax.transAxes, ha="center", va="center",
                 color="#555555")
@@ -69,13 +69,13 @@ def plot_tokens(frame, ax, *, target_output_tps: float | None = None):
     ax.set_ylim(bottom=0, top=max(tops) * 1.08 if tops and max(tops) > 0 else None)
     ax.set_title("Token throughput")
     ax.grid(True, alpha=0.3)
-    _legend_below(ax, handles)
+    _legend_below(ax, handles, max_columns=2)
     return ax
 
 
 def llm_figure(frame, *, title: str | None = None, target_ttft_ms: float | None = None,
                target_tpot_ms: float | None = None, target_output_tps: float | None = None,
-               width: float = 15.0, height: float = 5.2):
+               width: float = 15.0, height: float = 5.8):
     """One Figure: TTFT (left), ITL (middle, with the TPOT target), output tokens/s (right)."""
     from matplotlib.figure import Figure
 

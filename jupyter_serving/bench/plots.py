@@ -175,11 +175,11 @@ def plot_throughput(frame, ax=None, *, target_qps: float | None = None, ideal: b
     return ax
 
 
-def _legend_below(ax, handles=None) -> None:
+def _legend_below(ax, handles=None, max_columns: int = 3) -> None:
     """The legend under the axes (outside the plot area: it covers no point)."""
     kwargs = {"handles": handles} if handles is not None else {}
     count = len(handles) if handles is not None else len(ax.get_legend_handles_labels()[0])
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(3, max(1, count)),
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(max_columns, max(1, count)),
               fontsize="small", frameon=False, **kwargs)
 
 
