@@ -175,7 +175,9 @@ class Gateway:
                 status, upstream_type, pieces = await self._forward(rt, body, content_type, stream=True)
                 if status == 200 and upstream_type.startswith(EVENT_STREAM):
                     release = False  # held by the stream until it ends
-                    relay = self._relay(doc, rt, pieces, admission, started)
+                    meter = StreamMeter(keep=True) if admission is not None else None
+                    relay = _Relay(rt.name, pieces, meter, lambda code: self._stream_ended(
+                        doc, rt, admission, meter, code, started))
                     return StreamAnswer(status, upstream_type, rt.name, relay)
                 payload = await _read_all(pieces)
             else:
@@ -218,32 +220,16 @@ class Gateway:
                            *_tokens(response if isinstance(response, dict) else None))
         return status, payload, media_type, served
 
-    async def _relay(self, doc: dict, rt: EntityRuntime, pieces: AsyncIterator[bytes], admission,
-                     started: float) -> AsyncIterator[bytes]:
-        """A stream's pieces on to the client; at its end the slot is freed and the stream counted."""
-        meter = StreamMeter(keep=True) if admission is not None else None
-        status = 200
-        try:
-            try:
-                async for piece in pieces:
-                    if meter is not None:
-                        meter.feed(piece)
-                    yield piece
-            except (UpstreamClosed, asyncio.TimeoutError) as exc:
-                status = 503
-                yield event({"error_code": "TEMPORARILY_UNAVAILABLE", "details": [],
-                             "message": f"The stream from served entity '{rt.name}' broke off: {exc}"})
-        finally:
-            await pieces.aclose()
-            rt.in_flight -= 1
-            rt.last_used = time.monotonic()
-            requests, latency = self.metrics_for(doc["name"]).served(rt.name)
-            requests.inc()
-            latency.observe((time.perf_counter() - started) * 1000.0)
-            if meter is not None:
-                self._settle_stream(doc, rt, admission, meter, status)
-
-    def _settle_stream(self, doc: dict, rt: EntityRuntime, admission, meter: StreamMeter, status: int) -> None:
+    def _stream_ended(self, doc: dict, rt: EntityRuntime, admission, meter: StreamMeter | None, status: int,
+                      started: float) -> None:
+        """A stream is over (ended, broken off, or its client left): free the slot and count it."""
+        rt.in_flight -= 1
+        rt.last_used = time.monotonic()
+        requests, latency = self.metrics_for(doc["name"]).served(rt.name)
+        requests.inc()
+        latency.observe((time.perf_counter() - started) * 1000.0)
+        if meter is None:
+            return
         if meter.error is not None and status == 200:
             status = 500
         tokens_in = meter.usage[0] if meter.usage is not None else None  # None: the policy's estimate
@@ -296,6 +282,45 @@ class Gateway:
 
     def export(self, name: str) -> bytes:
         return self.metrics_for(name).export(self.engine.runtimes.get(name) or {})
+
+
+class _Relay:
+    """A stream's pieces on to the client, looked at on the way (`meter`). Closing it, whether or not it
+    was read (a client may leave before the first piece), closes the model's stream and calls `ended`
+    once, with the stream's status: that frees the concurrency slot and counts the stream."""
+
+    def __init__(self, entity: str, pieces: AsyncIterator[bytes], meter: StreamMeter | None, ended):
+        self.entity, self.pieces, self.meter, self.ended = entity, pieces, meter, ended
+        self.status = 200
+        self.finished = self.closed = False
+
+    def __aiter__(self) -> _Relay:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self.finished:
+            raise StopAsyncIteration
+        try:
+            piece = await self.pieces.__anext__()
+        except StopAsyncIteration:
+            self.finished = True
+            raise
+        except (UpstreamClosed, asyncio.TimeoutError) as exc:
+            self.finished, self.status = True, 503
+            return event({"error_code": "TEMPORARILY_UNAVAILABLE", "details": [],
+                          "message": f"The stream from served entity '{self.entity}' broke off: {exc}"})
+        if self.meter is not None:
+            self.meter.feed(piece)
+        return piece
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await self.pieces.aclose()
+        finally:
+            self.ended(self.status)
 
 
 def _provisioned(doc: dict) -> bool:
