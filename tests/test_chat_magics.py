@@ -191,3 +191,19 @@ def test_metrics_snapshot_and_watch_for_a_duration(ip, chat_ep, monkeypatch):
     assert "usage: %serve metrics" in ok(ip, "%serve help metrics").out
     help_text = ok(ip, "%serve help").out
     assert all(f"  {sub} " in help_text for sub in ("payloads", "usage", "metrics"))
+
+
+def test_a_model_that_does_not_stream_answers_whole_unless_a_stream_was_asked_for(ip, rest, chat_model):
+    """The echo ChatModel of tests/models.py has no predict_stream: streaming is only %%query's default for
+    a chat body, so the answer comes whole; a body that asks for `"stream": true` gets the one-line error."""
+    name = _serve(rest, "mnostream", chat_model)
+    try:
+        ran = ok(ip, f'%%query {name}\n{{"messages": [{{"role": "user", "content": "hi"}}]}}')
+        assert ran.value.loc[0, "text"] == "echo: hi"
+        assert ok(ip, f'%query {name} --chat "hello" -o whole').value is None
+        assert ip.user_ns["whole"].loc[0, "text"] == "echo: hello"
+        asked = one_line_error(run(ip, f'%%query {name}\n{{"messages": [{{"role": "user", "content": "hi"}}], '
+                                       f'"stream": true}}'))
+        assert f"Endpoint '{name}' does not stream" in asked and "--no-stream" in asked
+    finally:
+        rest.delete(name)

@@ -17,7 +17,13 @@ from jupyter_serving.client.checks import check_endpoint_name, check_entity_name
 from jupyter_serving.client.query import QueryMixin
 from jupyter_serving.core.chat import ChatAnswer, collect, deltas_of_response
 from jupyter_serving.core.chat_body import chat_body
-from jupyter_serving.core.errors import Hint, InvalidInputError, QueryError, ServingError, one_line
+from jupyter_serving.core.errors import (
+    Hint,
+    InvalidInputError,
+    ServingError,
+    StreamNotSupportedError,
+    one_line,
+)
 
 _NO_STREAM = ("does not stream", "not support stream", "streaming is not supported", "does not support streaming",
               "predict_stream")
@@ -148,7 +154,7 @@ class ChatMixin(QueryMixin):
             response.close()
         message = one_line(getattr(err, "message", None) or str(err))
         if response.status_code == 400 and any(k in message.lower() for k in _NO_STREAM):
-            return QueryError(f"Endpoint '{name}' does not stream: {message}", Hint(
+            return StreamNotSupportedError(f"Endpoint '{name}' does not stream: {message}", Hint(
                 python=f"Ask without a stream: `client.chat('{name}', ..., stream=False)`.",
                 magic="Ask without a stream: use --no-stream."), error_code=getattr(err, "error_code", None))
         return self._query_error(err, name, entity, timeout)

@@ -25,6 +25,7 @@ __all__ = [
     "ServingTimeoutError",
     "DeploymentFailedError",
     "QueryError",
+    "StreamNotSupportedError",
     "BackendError",
     "one_line",
 ]
@@ -125,6 +126,10 @@ class DeploymentFailedError(ServingError):
 
 class QueryError(ServingError):
     """The endpoint refused or failed a query (bad input, stopped endpoint, model error)."""
+
+
+class StreamNotSupportedError(QueryError):
+    """A streamed query to a model that does not stream (refused before any chunk: nothing was answered)."""
 
 
 class BackendError(ServingError):

@@ -3,7 +3,8 @@
 finish_reason, prompt and completion tokens, TTFT, total latency, served entity).
 
 Used for `--chat TEXT`, and for a body with `messages` or `input` items sent to an endpoint whose task
-is a chat or agent task (or that asks for `"stream": true`). `--no-stream` sends one request instead.
+is a chat or agent task (or that asks for `"stream": true`). `--no-stream` sends one request instead, as
+does a model that does not stream (unless the body asked for `"stream": true`: then that is the error).
 Agent turns are shown readably: the text, `→ tool(arguments)` for each tool call, `← tool: output` for
 each result. Ctrl-C (or the kernel's interrupt) ends the stream and keeps what came.
 """
@@ -14,7 +15,7 @@ import time
 from typing import Any
 
 from jupyter_serving.core.chat_body import CHAT_TASKS, is_chat_body
-from jupyter_serving.core.errors import InvalidInputError
+from jupyter_serving.core.errors import InvalidInputError, StreamNotSupportedError
 
 UPDATE_EVERY_S = 0.03  # at most ~30 display updates a second (a fast model sends hundreds of tokens)
 
@@ -109,8 +110,13 @@ def run_chat(ctx, opts, client, request: dict | None, cell: str | None) -> Any:
     kwargs = dict(entity=opts.entity, system=opts.system, temperature=opts.temperature, max_tokens=opts.max_tokens,
                   stop=opts.stop, timeout=opts.timeout)
     if stream:
-        answer = _streamed(client.chat(opts.name, body, stream=True, **kwargs))
-    else:
+        try:
+            answer = _streamed(client.chat(opts.name, body, stream=True, **kwargs))
+        except StreamNotSupportedError:
+            if body.get("stream") is True:  # asked for explicitly: say so
+                raise
+            stream = False  # streaming was only the default: a model that does not stream answers whole
+    if not stream:
         answer = client.chat(opts.name, body, stream=False, **kwargs)
         if answer.tool_calls or answer.tool_results:  # an agent's turn: show it readably
             LiveText().finish(answer.transcript())
