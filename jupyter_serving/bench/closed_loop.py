@@ -5,26 +5,13 @@ import asyncio
 
 from jupyter_serving.bench.client import Connection, perf_ns
 from jupyter_serving.bench.driver import RECONNECT_BACKOFF_S, Driver
-from jupyter_serving.bench.target import Target
+from jupyter_serving.bench.loop_shapes import ConcurrencyWorkers
 
 
-class ClosedLoop(Driver):
+class ClosedLoop(ConcurrencyWorkers, Driver):
     """`concurrency` workers, each sending its next request as soon as the previous one answers."""
 
     mode = "closed"
-
-    def __init__(self, target: Target, concurrency: int, **kwargs):
-        super().__init__(target, **kwargs)
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
-        self.concurrency = concurrency
-
-    async def _prepare(self) -> None:
-        results = await asyncio.gather(*(self._connect() for _ in range(self.concurrency)),
-                                       return_exceptions=True)
-        failure = next((r for r in results if isinstance(r, BaseException)), None)
-        if failure is not None:
-            raise failure
 
     async def _drive(self, start_ns: int) -> bool:
         for conn in list(self.conns):

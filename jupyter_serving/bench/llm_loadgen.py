@@ -19,7 +19,6 @@ a shutdown that always closes every connection) with these LLM rules:
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import deque
 
 from jupyter_serving.bench.client import perf_ns
@@ -27,6 +26,7 @@ from jupyter_serving.bench.driver import RECONNECT_BACKOFF_S, Driver
 from jupyter_serving.bench.llm_client import LlmTarget, StreamConnection, open_stream_connection
 from jupyter_serving.bench.llm_results import LlmStepResult, build_llm_result
 from jupyter_serving.bench.llm_stats import LlmRecorder, RateBins, stream_metrics
+from jupyter_serving.bench.loop_shapes import Arrivals, ConcurrencyWorkers
 from jupyter_serving.bench.stats import LatencyHistogram
 
 LOOP_LAG_PERIOD_S = 0.01
@@ -192,23 +192,10 @@ class LlmDriver(Driver):
         return LatencyHistogram()
 
 
-class LlmClosedLoop(LlmDriver):
+class LlmClosedLoop(ConcurrencyWorkers, LlmDriver):
     """`concurrency` streams, each sending its next request as soon as the previous one ends."""
 
     mode = "closed"
-
-    def __init__(self, target: LlmTarget, concurrency: int, **kwargs):
-        super().__init__(target, **kwargs)
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
-        self.concurrency = concurrency
-
-    async def _prepare(self) -> None:
-        results = await asyncio.gather(*(self._connect() for _ in range(self.concurrency)),
-                                       return_exceptions=True)
-        failure = next((r for r in results if isinstance(r, BaseException)), None)
-        if failure is not None:
-            raise failure
 
     async def _drive(self, start_ns: int) -> bool:
         self._begin()
@@ -252,36 +239,16 @@ class LlmClosedLoop(LlmDriver):
             return
 
 
-class LlmOpenLoop(LlmDriver):
+class LlmOpenLoop(Arrivals, LlmDriver):
     """Requests at a fixed average rate whatever the server does (up to `max_in_flight` at once)."""
 
     mode = "open"
 
     def __init__(self, target: LlmTarget, rate: float, *, arrival: str = "poisson", max_in_flight: int = 256,
                  seed: int | None = None, **kwargs):
-        super().__init__(target, **kwargs)
-        if not rate > 0:
-            raise ValueError(f"rate must be positive, got {rate}")
-        if arrival not in ("poisson", "uniform"):
-            raise ValueError(f"arrival must be 'poisson' or 'uniform', got {arrival!r}")
-        if not isinstance(max_in_flight, int) or max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be a positive integer, got {max_in_flight!r}")
-        self.rate, self.arrival, self.max_in_flight = float(rate), arrival, max_in_flight
-        self.random = random.Random(seed)
-        self.idle: list[StreamConnection] = []
+        super().__init__(target, rate, arrival=arrival, max_in_flight=max_in_flight, seed=seed, **kwargs)
         self.backlog: deque[tuple[int, bool]] = deque()  # (intended send time, measured)
-        self.connecting = 0
-        self.peak_connections = 0
         self.schedule_lag = LatencyHistogram()
-
-    async def _prepare(self) -> None:
-        self.idle.append(await self._connect())
-        self.peak_connections = 1
-
-    def _gap_ns(self) -> int:
-        if self.arrival == "uniform":
-            return max(1, round(1e9 / self.rate))
-        return max(1, round(self.random.expovariate(self.rate) * 1e9))
 
     async def _drive(self, start_ns: int) -> bool:
         self._begin()
@@ -342,14 +309,6 @@ class LlmOpenLoop(LlmDriver):
             conn.close()
         else:
             self._became_idle(conn)
-
-    def on_connection_lost(self, conn: StreamConnection, exc: Exception | None) -> None:
-        if conn in self.idle:
-            self.idle.remove(conn)
-        super().on_connection_lost(conn, exc)
-
-    def _replace_lost_connection(self) -> None:
-        self._open_more_connections()
 
     def _leftovers(self) -> tuple[int, int]:
         self._open_streams()

@@ -7,48 +7,25 @@ schedule, and its latency is counted from then, so time spent waiting for a free
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import deque
 
 from jupyter_serving.bench.client import Connection, perf_ns
 from jupyter_serving.bench.driver import RECONNECT_BACKOFF_S, Driver
+from jupyter_serving.bench.loop_shapes import Arrivals
 from jupyter_serving.bench.target import Target
 
 
-class OpenLoop(Driver):
+class OpenLoop(Arrivals, Driver):
     """Requests at a fixed average rate, whatever the server does (up to `max_in_flight`)."""
 
     mode = "open"
 
     def __init__(self, target: Target, rate: float, *, arrival: str = "poisson",
                  max_in_flight: int = 128, seed: int | None = None, **kwargs):
-        super().__init__(target, **kwargs)
-        if not rate > 0:
-            raise ValueError(f"rate must be positive, got {rate}")
-        if arrival not in ("poisson", "uniform"):
-            raise ValueError(f"arrival must be 'poisson' or 'uniform', got {arrival!r}")
-        if not isinstance(max_in_flight, int) or max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be a positive integer, got {max_in_flight!r}")
-        self.rate = float(rate)
-        self.arrival = arrival
-        self.max_in_flight = max_in_flight
-        self.random = random.Random(seed)
-        self.idle: list[Connection] = []
+        super().__init__(target, rate, arrival=arrival, max_in_flight=max_in_flight, seed=seed, **kwargs)
         self.backlog: deque[int] = deque()  # intended send times waiting for a connection
-        self.connecting = 0
-        self.peak_connections = 0
         self.scheduled_measured = 0
         self.finished_measured = 0
-
-    async def _prepare(self) -> None:
-        # One connection proves the target is reachable; the rest open on demand during warm-up.
-        self.idle.append(await self._connect())
-        self.peak_connections = 1
-
-    def _gap_ns(self) -> int:
-        if self.arrival == "uniform":
-            return max(1, round(1e9 / self.rate))
-        return max(1, round(self.random.expovariate(self.rate) * 1e9))
 
     async def _drive(self, start_ns: int) -> bool:
         next_ns = start_ns
@@ -140,14 +117,6 @@ class OpenLoop(Driver):
             conn.close()
         else:
             self._became_idle(conn)
-
-    def on_connection_lost(self, conn: Connection, exc: Exception | None) -> None:
-        if conn in self.idle:
-            self.idle.remove(conn)
-        super().on_connection_lost(conn, exc)
-
-    def _replace_lost_connection(self) -> None:
-        self._open_more_connections()
 
     def _leftovers(self) -> tuple[int, int]:
         unsent = sum(1 for t in self.backlog if self.measure_from <= t < self.measure_until)
