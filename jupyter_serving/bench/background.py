@@ -10,6 +10,7 @@ next cell keeps working (`frame, rec = res`). `-o VAR` stores the handle at once
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -109,4 +110,15 @@ class BenchRun:
                 ".stop() ends it, .result waits for it>")
 
 
-__all__ = ["BenchRun"]
+def join_all(threads, timeout: float | None = None) -> bool:
+    """Join the threads given (None skipped) within `timeout` in all; True when every one has ended."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for thread in threads:
+        if thread is not None:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                return False
+    return True
+
+
+__all__ = ["BenchRun", "join_all"]

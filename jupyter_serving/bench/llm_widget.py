@@ -23,6 +23,7 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import Bool, Int
 
+from jupyter_serving.bench.background import join_all
 from jupyter_serving.bench.errors import BenchError, error_message
 from jupyter_serving.bench.llm_runner import DEFAULT_LLM_DURATION_S, DEFAULT_MAX_TOKENS, DEFAULT_PROMPT_TOKENS
 from jupyter_serving.bench.options import DEFAULT_CONCURRENCY, DEFAULT_WARMUP_S, parse_levels
@@ -233,13 +234,7 @@ class LlmBenchPanel(widgets.VBox):
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the running benchmark and Apply; True when both are finished."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in (self._thread, self._apply_thread):
-            if thread is not None:
-                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-                if thread.is_alive():
-                    return False
-        return True
+        return join_all((self._thread, self._apply_thread), timeout)
 
     # -- background work -----------------------------------------------------------------------------
 

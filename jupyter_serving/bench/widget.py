@@ -28,6 +28,7 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import Bool, Int
 
+from jupyter_serving.bench.background import join_all
 from jupyter_serving.bench.bench_result import BenchResult
 from jupyter_serving.bench.endpoint import (
     apply_recommendation,
@@ -341,13 +342,7 @@ class BenchmarkWidget(widgets.VBox):
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the running benchmark and Apply; True when both are finished."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in (self._thread, self._apply_thread):
-            if thread is not None:
-                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-                if thread.is_alive():
-                    return False
-        return True
+        return join_all((self._thread, self._apply_thread), timeout)
 
     # ------------------------------------------------------------------------------------------
     # background work
