@@ -4,10 +4,16 @@
 Model servers listen on a private Unix-domain socket (the data dir's `sockets/`), which wrk cannot
 reach, so both paths are driven by the same small asyncio client here: `c` keep-alive connections
 in a closed loop, HTTP/1.1 written and parsed by hand (TCP to the gateway, the Unix socket to the
-model server). Runs are paired and interleaved (direct, gateway, direct, ...) so that machine drift
-cancels, and medians are compared. The gateway rows also show the backend's CPU time per request
-(from /proc), which machine noise hardly moves: the gateway's own cost.
+model server). Runs are short, paired and interleaved (each round runs every path, in an order that
+alternates between rounds) so that machine drift cancels, and the medians of the per-round ratios
+and differences are compared. The gateway rows also show the backend's CPU time per request (from
+/proc), which machine noise hardly moves: the gateway's own cost.
 Goal: gateway QPS >= 0.95 x direct, added p50 <= 0.5 ms.
+
+A third path, `relay`, is the floor any gateway starts from: a do-nothing byte relay (its own process,
+uvloop, one Unix-socket connection per client connection, no parsing) between the same TCP client and
+the model server. What the gateway adds over the relay is its own work (HTTP, auth, routing, limits,
+counting); what the relay adds over direct is the cost of one more process hop on this machine.
 
 `--stream` measures a streaming chat model instead (a ChatModel whose `predict_stream` waits
 `--ttft-ms` before its first token and `--itl-ms` before each later one): TTFT (request sent to first
@@ -15,7 +21,7 @@ content chunk) and the gaps between content chunks, through the gateway (`stream
 `/invocations`, server-sent events relayed piece by piece) and straight to the model worker's
 `/stream` route, paired the same way. Goal: TTFT through the gateway within 1 ms of the worker's own.
 
-    python benchmarks/gateway_overhead.py [--duration 4] [--rounds 3] [--concurrency 1 8]
+    python benchmarks/gateway_overhead.py [--duration 1.5] [--rounds 8] [--concurrency 1 8]
     python benchmarks/gateway_overhead.py --stream [--requests 20] [--rounds 3] [--ttft-ms 50] [--itl-ms 10]
 """
 from __future__ import annotations
@@ -26,6 +32,7 @@ import json
 import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -91,6 +98,55 @@ async def timed_run(connect, request: bytes, c: int, duration: float, pid: int |
     return result
 
 
+class _Pipe(asyncio.Protocol):
+    """One side of the byte relay: what arrives is written to the other side as it is."""
+
+    def __init__(self, peer: _Pipe | None = None):
+        self.peer, self.transport, self.early = peer, None, []
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        if self.peer is None:  # the client's side: open the model server's side, then pass bytes on
+            asyncio.get_running_loop().create_task(self._open_upstream())
+
+    async def _open_upstream(self) -> None:
+        _, self.peer = await asyncio.get_running_loop().create_unix_connection(lambda: _Pipe(self), RELAY_TO[0])
+        for data in self.early:
+            self.peer.transport.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        if self.peer is None or self.peer.transport is None:
+            self.early.append(data)
+        else:
+            self.peer.transport.write(data)
+
+    def connection_lost(self, exc) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.close()
+
+
+RELAY_TO: list[str] = []
+
+
+def serve_relay(sock: str) -> None:
+    """The relay process: listen on a free loopback port, print it, relay until killed."""
+    import uvloop
+
+    RELAY_TO.append(sock)
+
+    async def run() -> None:
+        server = await asyncio.get_running_loop().create_server(_Pipe, "127.0.0.1", 0)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await server.serve_forever()
+
+    uvloop.run(run())
+
+
+def start_relay(sock: Path) -> tuple[subprocess.Popen, int]:
+    relay = subprocess.Popen([sys.executable, __file__, "--relay-to", str(sock)], stdout=subprocess.PIPE, text=True)
+    return relay, int(relay.stdout.readline())
+
+
 def setup_endpoint(home: Path) -> tuple[localctl.BackendInfo, str, Path]:
     info, _ = localctl.start(home)
     os.environ.update(info.env())
@@ -118,33 +174,38 @@ def setup_endpoint(home: Path) -> tuple[localctl.BackendInfo, str, Path]:
     return info, body, sockets[0]
 
 
-async def measure(info: localctl.BackendInfo, body: str, sock: Path, args) -> None:
+async def measure(info: localctl.BackendInfo, body: str, sock: Path, relay_port: int, relay_pid: int, args) -> None:
     host, port = info.url.split("//", 1)[1].rsplit(":", 1)
-    paths = {
-        "direct": (lambda: asyncio.open_unix_connection(str(sock)),
-                   request_bytes("/invocations", "model", body, None)),
+    direct_request = request_bytes("/invocations", "model", body, None)
+    paths = {  # path: (connect, request, the pid whose CPU time per request is shown)
+        "direct": (lambda: asyncio.open_unix_connection(str(sock)), direct_request, None),
+        "relay": (lambda: asyncio.open_connection("127.0.0.1", relay_port), direct_request, relay_pid),
         "gateway": (lambda: asyncio.open_connection(host, int(port)),
                     request_bytes("/serving-endpoints/gateway-overhead/invocations", f"{host}:{port}", body,
-                                  info.token)),
+                                  info.token), info.pid),
     }
-    for connect, request in paths.values():
+    for connect, request, _ in paths.values():
         await closed_loop(connect, request, 4, 1.0)  # warm-up: connections, model caches
-    print(f"{'c':>3} {'path':>8} {'QPS':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'backend CPU µs/req':>19}")
+    print(f"{args.rounds} paired rounds of {args.duration:g} s per path and concurrency; medians")
+    print(f"{'c':>3} {'path':>8} {'QPS':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'CPU µs/req':>11} "
+          f"{'÷ direct QPS':>13} {'+ p50 ms':>9}")
     summary = []
     for c in args.concurrency:
-        runs: dict[str, list[dict]] = {"direct": [], "gateway": []}
-        for _ in range(args.rounds):
-            for path, (connect, request) in paths.items():
-                pid = info.pid if path == "gateway" else None
+        runs: dict[str, list[dict]] = {path: [] for path in paths}
+        for round_ in range(args.rounds):
+            order = list(paths) if round_ % 2 == 0 else list(paths)[::-1]
+            for path in order:
+                connect, request, pid = paths[path]
                 runs[path].append(await timed_run(connect, request, c, args.duration, pid))
-        med = {path: {k: statistics.median(r[k] for r in rs) for k in ("qps", "p50_ms", "p99_ms", "non_2xx", "cpu_us")}
-               for path, rs in runs.items()}
-        for path in ("direct", "gateway"):
-            m = med[path]
-            cpu = "" if path == "direct" else f"{m['cpu_us']:>19.0f}"
-            print(f"{c:>3} {path:>8} {m['qps']:>9.1f} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['non_2xx']:>8.0f} {cpu}")
-        summary.append((c, med["gateway"]["qps"] / med["direct"]["qps"],
-                        med["gateway"]["p50_ms"] - med["direct"]["p50_ms"]))
+        for path, rs in runs.items():
+            m = {k: statistics.median(r[k] for r in rs) for k in ("qps", "p50_ms", "p99_ms", "non_2xx", "cpu_us")}
+            ratio = statistics.median(r["qps"] / d["qps"] for r, d in zip(rs, runs["direct"]))
+            added = statistics.median(r["p50_ms"] - d["p50_ms"] for r, d in zip(rs, runs["direct"]))
+            cpu = "" if path == "direct" else f"{m['cpu_us']:.0f}"
+            print(f"{c:>3} {path:>8} {m['qps']:>9.1f} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['non_2xx']:>8.0f} "
+                  f"{cpu:>11} {ratio:>13.3f} {added:>+9.2f}")
+            if path == "gateway":
+                summary.append((c, ratio, added))
     print()
     for c, ratio, added in summary:
         verdict = "meets" if ratio >= 0.95 and added <= 0.5 else "misses"
@@ -260,14 +321,18 @@ async def measure_stream(info: localctl.BackendInfo, sock: Path, args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=4.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=1.5, help="seconds per path, round and concurrency")
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--stream", action="store_true", help="measure TTFT and inter-token gaps of a stream")
     parser.add_argument("--requests", type=int, default=20, help="streams per round and path (--stream)")
     parser.add_argument("--ttft-ms", type=float, default=50.0)
     parser.add_argument("--itl-ms", type=float, default=10.0)
+    parser.add_argument("--relay-to", help=argparse.SUPPRESS)  # the relay process (see start_relay)
     args = parser.parse_args()
+    if args.relay_to:
+        serve_relay(args.relay_to)
+        return
     try:
         import uvloop
 
@@ -282,7 +347,12 @@ def main() -> None:
                 asyncio.run(measure_stream(info, sock, args))
             else:
                 info, body, sock = setup_endpoint(home)
-                asyncio.run(measure(info, body, sock, args))
+                relay, relay_port = start_relay(sock)
+                try:
+                    asyncio.run(measure(info, body, sock, relay_port, relay.pid, args))
+                finally:
+                    relay.kill()
+                    relay.wait()
         finally:
             localctl.stop(home)
 

@@ -60,8 +60,10 @@ async def serve(args: argparse.Namespace) -> None:
 
     app = create_app(paths, cloud, args.scale_to_zero_idle, f"{getpass.getuser()}@localhost",
                      on_ready=announce, on_stop=retract)
+    # No proxy sits in front of a loopback backend: X-Forwarded-* headers are not trusted (nor parsed
+    # on every request).
     config = uvicorn.Config(app, log_level=args.log_level, access_log=False, timeout_keep_alive=120,
-                            http="httptools")
+                            http="httptools", proxy_headers=False)
     await uvicorn.Server(config).serve(sockets=[sock])
 
 
