@@ -99,43 +99,40 @@ async def timed_run(connect, request: bytes, c: int, duration: float, pid: int |
 
 
 class _Pipe(asyncio.Protocol):
-    """One side of the byte relay: what arrives is written to the other side as it is."""
+    """One side of the byte relay: what arrives is written to the other side as it is. The client's
+    side is made with `upstream` (the model server's socket) and opens the other side itself."""
 
-    def __init__(self, peer: _Pipe | None = None):
-        self.peer, self.transport, self.early = peer, None, []
+    def __init__(self, upstream: str | None = None, peer: _Pipe | None = None):
+        self.upstream, self.peer, self.transport, self.early = upstream, peer, None, []
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        if self.peer is None:  # the client's side: open the model server's side, then pass bytes on
+        if self.upstream is not None:
             asyncio.get_running_loop().create_task(self._open_upstream())
 
     async def _open_upstream(self) -> None:
-        _, self.peer = await asyncio.get_running_loop().create_unix_connection(lambda: _Pipe(self), RELAY_TO[0])
+        _, self.peer = await asyncio.get_running_loop().create_unix_connection(lambda: _Pipe(peer=self),
+                                                                               self.upstream)
         for data in self.early:
             self.peer.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
-        if self.peer is None or self.peer.transport is None:
+        if self.peer is None:
             self.early.append(data)
         else:
             self.peer.transport.write(data)
 
     def connection_lost(self, exc) -> None:
-        if self.peer is not None and self.peer.transport is not None:
+        if self.peer is not None:
             self.peer.transport.close()
-
-
-RELAY_TO: list[str] = []
 
 
 def serve_relay(sock: str) -> None:
     """The relay process: listen on a free loopback port, print it, relay until killed."""
     import uvloop
 
-    RELAY_TO.append(sock)
-
     async def run() -> None:
-        server = await asyncio.get_running_loop().create_server(_Pipe, "127.0.0.1", 0)
+        server = await asyncio.get_running_loop().create_server(lambda: _Pipe(upstream=sock), "127.0.0.1", 0)
         print(server.sockets[0].getsockname()[1], flush=True)
         await server.serve_forever()
 
@@ -322,7 +319,7 @@ async def measure_stream(info: localctl.BackendInfo, sock: Path, args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=1.5, help="seconds per path, round and concurrency")
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, help="paired rounds (default 8; 3 with --stream)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--stream", action="store_true", help="measure TTFT and inter-token gaps of a stream")
     parser.add_argument("--requests", type=int, default=20, help="streams per round and path (--stream)")
@@ -333,6 +330,8 @@ def main() -> None:
     if args.relay_to:
         serve_relay(args.relay_to)
         return
+    if args.rounds is None:
+        args.rounds = 3 if args.stream else 8
     try:
         import uvloop
 
